@@ -1,0 +1,21 @@
+"""Keras-named layers, each a Flax Linen module (see ``dlkit.layers.base`` for the conventions)."""
+from dlkit.layers.base import Layer, add_loss
+from dlkit.layers.convolutional import Conv1D, Conv2D, Conv3D
+from dlkit.layers.core import Activation, Dense, Dropout, Flatten, Reshape
+from dlkit.layers.normalization import BatchNormalization
+from dlkit.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
+                                  GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
+                                  GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
+from dlkit.models.sequential import Input
+
+Convolution2D = Conv2D
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+
+__all__ = [
+    "Activation", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool2D", "BatchNormalization",
+    "Conv1D", "Conv2D", "Conv3D", "Convolution2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D", "Input", "Layer", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "Reshape",
+    "add_loss",
+]

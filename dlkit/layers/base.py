@@ -1,0 +1,101 @@
+"""The conventions every dlkit layer follows, and that user-written Linen modules may follow.
+
+* **Training flag.** ``__call__(self, inputs, training: bool = False)``, Keras'
+  ``training=`` call argument. The loop passes ``training=True`` in ``fit`` and
+  ``False`` in ``evaluate``/``predict``; a module whose ``__call__`` has no
+  ``training`` parameter is simply called without it.
+* **Randomness.** Training-time randomness (dropout, augmentation) draws from
+  the ``'dropout'`` RNG stream: ``self.make_rng('dropout')``. The loop derives
+  a fresh key per step from the explicit state.
+* **Extra loss terms.** ``add_loss(self, value)`` (Keras' ``add_loss``) sows a
+  scalar into the ``'losses'`` collection; the loop adds the sum of that
+  collection to the loss it differentiates. Weight penalties use it; so can a
+  VAE's KL term.
+* **State.** Non-trainable variables live in ``'batch_stats'``; the loop marks
+  it mutable in training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, ClassVar, Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dlkit import activations, initializers, regularizers
+
+LOSSES = "losses"
+
+
+def add_loss(module: nn.Module, value) -> None:
+    """Add a scalar term to the training loss (Keras ``layer.add_loss``)."""
+    module.sow(LOSSES, "add_loss", jnp.asarray(value, jnp.float32))
+
+
+def accepts_training(module: nn.Module) -> bool:
+    """Whether ``module.__call__`` takes Keras' ``training`` argument."""
+    try:
+        params = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def call(module: nn.Module, inputs, training: bool):
+    """Call a layer, passing ``training`` only where it is accepted."""
+    if accepts_training(module):
+        return module(inputs, training=training)
+    return module(inputs)
+
+
+def as_tuple(value, n: int, what: str) -> tuple:
+    """Keras accepts ``3`` for ``(3, 3)``; check and expand an int or sequence to length n."""
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    if len(value) != n or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"{what} must be an int or a tuple of {n} ints, got {value!r}.")
+    return value
+
+
+class Layer(nn.Module):
+    """Base class of dlkit layers: a Linen module with a Keras name.
+
+    ``input_shape`` (without the batch dimension), as on a Keras first layer,
+    lets a model be built, and summarised, before it sees data.
+    """
+
+    input_shape: Optional[Sequence[int]] = dataclasses.field(default=None, kw_only=True)
+    keras_name: ClassVar[str] = "layer"
+
+
+class WeightedLayer(Layer):
+    """Shared machinery of Dense and Conv: kernel, bias, penalties, activation.
+
+    Subclasses declare the Keras fields ``activation, use_bias,
+    kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+    activity_regularizer`` themselves, after their own leading fields, so that
+    Keras' positional order (``Dense(10, 'relu')``) holds.
+    """
+
+    def _weights(self, kernel_shape: tuple, bias_size: int):
+        kernel = self.param("kernel", initializers.get(self.kernel_initializer), kernel_shape, jnp.float32)
+        self._penalise(self.kernel_regularizer, kernel)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", initializers.get(self.bias_initializer), (bias_size,), jnp.float32)
+            self._penalise(self.bias_regularizer, bias)
+        return kernel, bias
+
+    def _output(self, y, bias):
+        if bias is not None:
+            y = y + bias
+        y = activations.get(self.activation)(y)
+        self._penalise(self.activity_regularizer, y)
+        return y
+
+    def _penalise(self, regularizer, value):
+        penalty = regularizers.get(regularizer)
+        if penalty is not None:
+            add_loss(self, penalty(value))

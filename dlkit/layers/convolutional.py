@@ -1,0 +1,89 @@
+"""Convolutions over 1, 2 or 3 spatial axes, channels last (Keras ``Conv1D/2D/3D``).
+
+``y[n, p, o] = activation(sum_{k, i} x[n, p * s + k * d, i] * kernel[k, i, o] + bias[o])``
+with stride ``s`` and dilation ``d``; ``padding='same'`` pads as TensorFlow does
+(output size ``ceil(in / s)``, the extra pad at the end), ``'valid'`` not at all.
+The kernel has Keras' layout ``(*kernel_size, in_channels // groups, filters)``.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+import flax.linen as nn
+from jax import lax
+
+from dlkit.layers.base import WeightedLayer, as_tuple
+
+_DIMENSIONS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def padding_mode(padding: str) -> str:
+    """Validate Keras' padding names and return lax's spelling."""
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}.")
+    return padding.upper()
+
+
+class _Conv(WeightedLayer):
+    filters: int
+    kernel_size: Any
+    strides: Any = 1
+    padding: str = "valid"
+    data_format: Optional[str] = None
+    dilation_rate: Any = 1
+    groups: int = 1
+    activation: Any = None
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    bias_initializer: Any = "zeros"
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+    activity_regularizer: Any = None
+    rank: ClassVar[int] = 2
+
+    @nn.compact
+    def __call__(self, inputs, training: bool = False):
+        name = type(self).__name__
+        if self.data_format not in (None, "channels_last"):
+            raise ValueError(f"{name} supports data_format='channels_last' only; transpose inputs to channels last.")
+        if inputs.ndim != self.rank + 2:
+            raise ValueError(
+                f"{name} expects inputs of rank {self.rank + 2} (batch, {self.rank} spatial axes, channels), "
+                f"got shape {inputs.shape}. Add a channel axis, e.g. x[..., None]."
+            )
+        kernel_size = as_tuple(self.kernel_size, self.rank, "kernel_size")
+        in_channels = inputs.shape[-1]
+        if in_channels % self.groups or self.filters % self.groups:
+            raise ValueError(f"{name}: channels ({in_channels}) and filters ({self.filters}) must be divisible by groups={self.groups}.")
+        kernel, bias = self._weights((*kernel_size, in_channels // self.groups, self.filters), self.filters)
+        y = lax.conv_general_dilated(
+            inputs,
+            kernel,
+            window_strides=as_tuple(self.strides, self.rank, "strides"),
+            padding=padding_mode(self.padding),
+            rhs_dilation=as_tuple(self.dilation_rate, self.rank, "dilation_rate"),
+            dimension_numbers=_DIMENSIONS[self.rank],
+            feature_group_count=self.groups,
+        )
+        return self._output(y, bias)
+
+
+class Conv1D(_Conv):
+    """1D convolution over ``(batch, steps, channels)``."""
+
+    rank: ClassVar[int] = 1
+    keras_name: ClassVar[str] = "conv1d"
+
+
+class Conv2D(_Conv):
+    """2D convolution over ``(batch, rows, cols, channels)``."""
+
+    rank: ClassVar[int] = 2
+    keras_name: ClassVar[str] = "conv2d"
+
+
+class Conv3D(_Conv):
+    """3D convolution over ``(batch, d1, d2, d3, channels)``."""
+
+    rank: ClassVar[int] = 3
+    keras_name: ClassVar[str] = "conv3d"

@@ -1,0 +1,199 @@
+"""Losses with Keras names, argument order ``(y_true, y_pred)`` and semantics.
+
+Each function returns one value per sample (shape ``(batch,)``); the loop
+averages them over all samples, so an epoch's loss is the exact mean. The
+classes reduce to the batch mean, optionally weighted, as Keras' ``Loss`` does.
+
+* ``mean_squared_error = mean((y_true - y_pred)**2, axis=-1)``
+* ``mean_absolute_error = mean(|y_true - y_pred|, axis=-1)``
+* ``binary_crossentropy = mean(-(y log p + (1 - y) log(1 - p)), axis=-1)``
+* ``categorical_crossentropy = -sum(y_true * log p, axis=-1)`` (one-hot targets)
+* ``sparse_categorical_crossentropy = -log p[y_true]`` (integer targets)
+
+With ``from_logits=False`` (Keras' default) ``y_pred`` holds probabilities,
+clipped to ``[1e-7, 1 - 1e-7]``; with ``from_logits=True`` raw scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlkit._registry import lookup
+
+EPSILON = 1e-7
+
+
+def match_ranks(y_true, y_pred, name: str):
+    """Keras' rule: ``(batch,)`` targets meet ``(batch, 1)`` outputs; anything else must match."""
+    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true[..., None]
+    elif y_pred.ndim == y_true.ndim - 1 and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"{name}: targets of shape {y_true.shape[1:]} per sample do not match model outputs of shape "
+            f"{y_pred.shape[1:]}. Make the last layer output the target's shape "
+            f"(e.g. Dense({y_true.shape[-1] if y_true.ndim > 1 else 1}))."
+        )
+    return y_true.astype(y_pred.dtype), y_pred
+
+
+def mean_squared_error(y_true, y_pred):
+    y_true, y_pred = match_ranks(y_true, y_pred, "mean_squared_error")
+    return jnp.mean(jnp.square(y_true - y_pred), axis=-1)
+
+
+def mean_absolute_error(y_true, y_pred):
+    y_true, y_pred = match_ranks(y_true, y_pred, "mean_absolute_error")
+    return jnp.mean(jnp.abs(y_true - y_pred), axis=-1)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0):
+    y_true, y_pred = match_ranks(y_true, y_pred, "binary_crossentropy")
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(y_pred, y_true), axis=-1)
+    p = jnp.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    return jnp.mean(-(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log(1.0 - p)), axis=-1)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0):
+    if y_pred.ndim >= 2 and y_pred.shape[-1] > 1 and (y_true.ndim == y_pred.ndim - 1 or y_true.shape[-1] == 1):
+        raise ValueError(
+            f"categorical_crossentropy expects one-hot targets of shape (batch, {y_pred.shape[-1]}), got integer "
+            f"labels of shape {y_true.shape}. Use loss='sparse_categorical_crossentropy', or one-hot encode "
+            f"the labels with dlkit.utils.to_categorical(y, {y_pred.shape[-1]})."
+        )
+    y_true, y_pred = match_ranks(y_true, y_pred, "categorical_crossentropy")
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[-1]
+    if from_logits:
+        return optax.softmax_cross_entropy(y_pred, y_true)
+    p = y_pred / jnp.sum(y_pred, axis=-1, keepdims=True)
+    return -jnp.sum(y_true * jnp.log(jnp.clip(p, EPSILON, 1.0 - EPSILON)), axis=-1)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False):
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1] and y_pred.shape[-1] > 1:
+        raise ValueError(
+            f"sparse_categorical_crossentropy expects integer class labels of shape (batch,), got one-hot "
+            f"targets of shape {y_true.shape}. Use loss='categorical_crossentropy', or pass y.argmax(-1)."
+        )
+    if y_true.ndim == y_pred.ndim:
+        y_true = y_true[..., 0]
+    if y_true.ndim != y_pred.ndim - 1:
+        raise ValueError(
+            f"sparse_categorical_crossentropy: labels of shape {y_true.shape} do not fit model outputs of shape "
+            f"{y_pred.shape}; the model should output one score per class, shape (batch, num_classes)."
+        )
+    labels = y_true.astype(jnp.int32)
+    if from_logits:
+        return optax.softmax_cross_entropy_with_integer_labels(y_pred, labels)
+    p = y_pred / jnp.sum(y_pred, axis=-1, keepdims=True)
+    picked = jnp.take_along_axis(p, labels[..., None], axis=-1)[..., 0]
+    return -jnp.log(jnp.clip(picked, EPSILON, 1.0 - EPSILON))
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """A Keras-style loss object: ``loss(y_true, y_pred, sample_weight=None)`` is the
+    (weighted) batch mean of ``per_sample(y_true, y_pred)``."""
+
+    name: str = "loss"
+
+    def per_sample(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        values = self.per_sample(jnp.asarray(y_true), jnp.asarray(y_pred))
+        if sample_weight is None:
+            return jnp.mean(values)
+        weights = jnp.broadcast_to(jnp.asarray(sample_weight, values.dtype), values.shape)
+        return jnp.sum(values * weights) / values.size
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanSquaredError(Loss):
+    name: str = "mean_squared_error"
+
+    def per_sample(self, y_true, y_pred):
+        return mean_squared_error(y_true, y_pred)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanAbsoluteError(Loss):
+    name: str = "mean_absolute_error"
+
+    def per_sample(self, y_true, y_pred):
+        return mean_absolute_error(y_true, y_pred)
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryCrossentropy(Loss):
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    name: str = "binary_crossentropy"
+
+    def per_sample(self, y_true, y_pred):
+        return binary_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalCrossentropy(Loss):
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    name: str = "categorical_crossentropy"
+
+    def per_sample(self, y_true, y_pred):
+        return categorical_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseCategoricalCrossentropy(Loss):
+    from_logits: bool = False
+    name: str = "sparse_categorical_crossentropy"
+
+    def per_sample(self, y_true, y_pred):
+        return sparse_categorical_crossentropy(y_true, y_pred, self.from_logits)
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionLoss(Loss):
+    """Wrap a user's ``fn(y_true, y_pred)``; a scalar result is taken per sample via vmap."""
+
+    fn: object = None
+    name: str = "loss"
+
+    def per_sample(self, y_true, y_pred):
+        out = jax.eval_shape(self.fn, y_true, y_pred)
+        if out.ndim == 0:
+            return jax.vmap(lambda t, p: self.fn(t[None], p[None]))(y_true, y_pred)
+        values = self.fn(y_true, y_pred)
+        return values.reshape(values.shape[0], -1).mean(axis=-1)
+
+
+_LOSSES = {
+    "mean_squared_error": MeanSquaredError(),
+    "mse": MeanSquaredError(),
+    "mean_absolute_error": MeanAbsoluteError(),
+    "mae": MeanAbsoluteError(),
+    "binary_crossentropy": BinaryCrossentropy(),
+    "categorical_crossentropy": CategoricalCrossentropy(),
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy(),
+}
+
+
+def get(identifier) -> Loss:
+    """Resolve a loss name, a ``Loss`` object or a function ``(y_true, y_pred)``."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if identifier is None:
+        raise ValueError(f"A loss is required. Valid names: {', '.join(sorted(_LOSSES))}; or pass a callable.")
+    found = lookup("loss", identifier, _LOSSES)
+    if isinstance(found, Loss):
+        return found
+    return FunctionLoss(fn=found, name=getattr(found, "__name__", "loss"))

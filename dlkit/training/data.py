@@ -1,0 +1,79 @@
+"""Turning user data into checked arrays, splits and batch index plans."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+
+def to_arrays(data: Any, what: str):
+    """Numpy/jax arrays, or a tuple/list/dict of them, as a pytree of numpy arrays."""
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return {k: to_arrays(v, f"{what}[{k!r}]") for k, v in data.items()}
+    if isinstance(data, tuple) or (isinstance(data, list) and data and all(hasattr(d, "shape") for d in data)):
+        return tuple(to_arrays(d, f"{what}[{i}]") for i, d in enumerate(data))
+    array = np.asarray(data)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    if array.dtype == object:
+        raise TypeError(f"{what} could not be turned into a numeric array (got dtype=object); "
+                        f"check that every sample has the same shape.")
+    if array.ndim == 0:
+        raise ValueError(f"{what} must have a batch axis; got a scalar.")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0, 0])
+        raise ValueError(f"{what} contains NaN or inf (first at sample {bad}). "
+                         f"Clean or impute the data before training (e.g. np.nan_to_num).")
+    return array
+
+
+def num_samples(x, y=None) -> int:
+    """The common length of every array in x and y, with a clear error if they differ."""
+    lengths = {}
+    for name, tree in (("x", x), ("y", y)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            lengths[name + jax.tree_util.keystr(path)] = len(leaf)
+    if not lengths:
+        raise ValueError("No data: x is empty or None.")
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+        raise ValueError(f"x and y must have the same number of samples; got {detail}.")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError("The data is empty (0 samples); pass at least one sample.")
+    return n
+
+
+def take(tree, index):
+    """Rows ``index`` of every array in a pytree."""
+    return jax.tree.map(lambda a: a[index], tree)
+
+
+def split_validation(x, y, weight, fraction: float):
+    """Keras' ``validation_split``: the *last* fraction of the samples, taken before shuffling."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {fraction}.")
+    n = num_samples(x, y)
+    n_val = int(math.floor(n * fraction)) if fraction else 0
+    if fraction and (n_val == 0 or n_val == n):
+        raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty training or validation set.")
+    cut = slice(0, n - n_val), slice(n - n_val, n)
+    train = tuple(None if t is None else take(t, cut[0]) for t in (x, y, weight))
+    val = tuple(None if t is None else take(t, cut[1]) for t in (x, y, weight)) if n_val else None
+    return train, val
+
+
+def check_batch_size(batch_size: Optional[int]) -> int:
+    if batch_size is None:
+        return 32
+    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple

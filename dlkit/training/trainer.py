@@ -1,0 +1,360 @@
+"""``Trainer``: Keras' ``compile``/``fit``/``evaluate``/``predict`` over pure jitted steps.
+
+How an epoch runs: the training data is placed on the devices once; each
+epoch draws a permutation on the device from the state's RNG; one compiled
+program runs ``steps_per_execution`` batches (gathered on the device by
+index, split across devices along the batch axis) and adds their loss and
+metric sums into on-device totals. The host syncs once per epoch, to read
+those totals. A short last batch runs as its own program (compiled once, not
+dropped, not padded, so batch statistics see only real samples).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlkit import losses as losses_lib
+from dlkit import metrics as metrics_lib
+from dlkit import optimizers
+from dlkit.callbacks import CallbackList, History
+from dlkit.layers.base import LOSSES, accepts_training
+from dlkit.models import summary as summary_lib
+from dlkit.training import data as data_lib
+from dlkit.training import devices as devices_lib
+from dlkit.training import weights_io
+from dlkit.training.state import TrainState
+from dlkit.training.step import COUNT, make_eval_step, make_train_step, means
+
+# Measured on a 2-core CPU (scripts/bench_cnn.py): a few unrolled steps per
+# program beat one dispatch per step; accelerators profit from more.
+_STEPS_PER_EXECUTION = {"cpu": 8}
+_DEFAULT_STEPS_PER_EXECUTION = 32
+
+
+class Trainer:
+    """Train, evaluate and run a Flax Linen module with Keras' words.
+
+    ``Trainer(model, optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])``
+    takes the arguments of Keras' ``compile``. ``trainer.state`` is the explicit
+    ``TrainState``; ``trainer.train_step(state, batch)`` the pure step.
+    """
+
+    def __init__(self, model, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
+                 seed: int = 0, input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
+                 compiler_options: Optional[dict] = None, devices: Optional[list] = None):
+        self.model = model
+        self.tx = optimizers.get(optimizer)
+        self.loss = losses_lib.get(loss)
+        self.metric_ids = list(metrics or [])
+        self.seed = seed
+        self.mesh = devices_lib.make_mesh(devices)
+        backend = self.mesh.devices.flat[0].platform
+        self.steps_per_execution = (_STEPS_PER_EXECUTION.get(backend, _DEFAULT_STEPS_PER_EXECUTION)
+                                    if steps_per_execution == "auto" else int(steps_per_execution))
+        self.compiler_options = devices_lib.default_compiler_options(backend) if compiler_options is None \
+            else dict(compiler_options)
+        self.stop_training = False
+        self.state: Optional[TrainState] = None
+        self.traces = 0  # how many programs have been traced (each trace is one compile)
+        self._pass_training = accepts_training(model)
+        self._metrics: Optional[list] = None
+        self._programs: dict = {}
+        self._sample_shape = None
+        shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+        if shape is not None:
+            self.build(np.zeros((1, *shape), np.float32))
+
+    # ------------------------------------------------------------------ building
+    def build(self, sample_x) -> None:
+        """Initialise the variables from one sample batch (done by fit/evaluate/predict if needed)."""
+        if self.state is not None:
+            return
+        params_rng, dropout_rng, state_rng = jax.random.split(jax.random.key(self.seed), 3)
+        sample = jax.tree.map(lambda a: jnp.asarray(a[:1]), sample_x)
+        self._sample_shape = jax.tree.map(lambda a: a.shape[1:], sample)
+        kwargs = {"training": False} if self._pass_training else {}
+        variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng}, sample, **kwargs))
+        variables.pop(LOSSES, None)
+        variables.pop("intermediates", None)
+        self._weight_order = weights_io.keras_order(variables)
+        state = TrainState.create(variables, self.tx, state_rng)
+        self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
+
+    def _resolve_metrics(self, x, y) -> list:
+        """Bind 'accuracy' & co. to the loss and shapes on first use, and check labels fit outputs."""
+        out = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables,
+                             jax.tree.map(lambda a: jnp.asarray(a[:2]), x))
+        y_shape = np.shape(y)
+        if y is not None:
+            jax.eval_shape(self.loss.per_sample, jax.ShapeDtypeStruct((2, *y_shape[1:]), np.asarray(y).dtype), out)
+            self._check_label_range(y, out.shape)
+        if self._metrics is None:
+            self._metrics = [metrics_lib.get(m, self.loss, (2, *y_shape[1:]), out.shape) for m in self.metric_ids]
+        return self._metrics
+
+    def _check_label_range(self, y, out_shape) -> None:
+        if isinstance(self.loss, losses_lib.SparseCategoricalCrossentropy) and np.size(y):
+            low, high, classes = int(np.min(y)), int(np.max(y)), out_shape[-1]
+            if low < 0 or high >= classes:
+                raise ValueError(
+                    f"Labels range from {low} to {high}, but the model outputs {classes} class scores. "
+                    f"Make the last layer output {high + 1} units (e.g. Dense({high + 1})), or fix the labels.")
+
+    def _apply(self, variables, x, training: bool):
+        kwargs = {"training": training} if self._pass_training else {}
+        out, _ = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)}, mutable=[LOSSES], **kwargs)
+        return out
+
+    # ------------------------------------------------------------------ programs
+    def _jit(self, fn, donate=()):
+        def traced(*args):
+            self.traces += 1
+            return fn(*args)
+        return jax.jit(traced, donate_argnums=donate, compiler_options=self.compiler_options or None)
+
+    def _gather(self, data, perm, start, size: int, padded: int):
+        """Rows ``perm[start:start+size]`` of each array, padded with weight-0 rows to ``padded``."""
+        offsets = jnp.arange(padded)
+        valid = offsets < size
+        index = jnp.take(perm, jnp.where(valid, start + offsets, 0), mode="clip")
+        x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
+        w = jnp.where(valid, w, 0.0)
+        shard = devices_lib.batch_sharded(self.mesh)
+        return jax.lax.with_sharding_constraint((x, y, w), shard)
+
+    def _program(self, kind: str, steps: int, size: int):
+        """The compiled program running ``steps`` batches of ``size`` real rows (cached)."""
+        key = (kind, steps, size, len(self._metrics))
+        if key in self._programs:
+            return self._programs[key]
+        padded = data_lib.round_up(size, self.mesh.size)
+        if kind == "train":
+            step = make_train_step(self.model.apply, self.loss, self._metrics, self._pass_training)
+
+            def run(state, totals, data, perm, start):
+                for i in range(steps):
+                    state, t = step(state, self._gather(data, perm, start + i * size, size, padded))
+                    totals = jax.tree.map(jnp.add, totals, t)
+                return state, totals
+
+            program = self._jit(run, donate=(0, 1))
+        else:
+            step = make_eval_step(self.model.apply, self.loss, self._metrics, self._pass_training)
+
+            def run(state, totals, data, perm, start):
+                n = perm.shape[0]
+                for i in range(steps):
+                    first = start + i * size
+                    batch = self._gather(data, perm, first, jnp.clip(n - first, 0, size), padded)
+                    totals = jax.tree.map(jnp.add, totals, step(state, batch))
+                return totals
+
+            program = self._jit(run, donate=(1,))
+        self._programs[key] = program
+        return program
+
+    def _log_names(self) -> list:
+        return ["loss", *(m.name for m in self._metrics)]
+
+    def _zeros_totals(self):
+        names = [*self._log_names(), COUNT]
+        return jax.device_put({k: jnp.zeros((), jnp.float32) for k in names}, devices_lib.replicated(self.mesh))
+
+    def _on_device(self, x, y, weight):
+        n = data_lib.num_samples(x, y)
+        weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
+        if y is None:
+            y = np.zeros(n, np.float32)
+        return jax.device_put((x, y, weight), devices_lib.replicated(self.mesh)), n
+
+    # ------------------------------------------------------------------ epochs
+    def _train_epoch(self, data, n: int, batch_size: int, shuffle: bool):
+        self.state, perm = _permutation(self.state, n, shuffle)
+        full, tail = divmod(n, batch_size)
+        k = self.steps_per_execution
+        totals = self._zeros_totals()
+        start = 0
+        for steps in [k] * (full // k) + ([full % k] if full % k else []):
+            self.state, totals = self._program("train", steps, batch_size)(self.state, totals, data, perm, start)
+            start += steps * batch_size
+        if tail:
+            self.state, totals = self._program("train", 1, tail)(self.state, totals, data, perm, start)
+        return totals
+
+    def _evaluate_on_device(self, data, n: int, batch_size: int) -> dict:
+        k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
+        program = self._program("eval", k, batch_size)
+        totals = self._zeros_totals()
+        perm = jnp.arange(n)
+        for start in range(0, n, k * batch_size):
+            totals = program(self.state, totals, data, perm, start)
+        return _to_floats(means(totals), self._log_names())
+
+    # ------------------------------------------------------------------ Keras API
+    def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
+            callbacks: Optional[list] = None, validation_split: float = 0.0, validation_data=None,
+            shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
+            validation_batch_size: Optional[int] = None) -> History:
+        """Train for ``epochs`` epochs (Keras' ``fit``); returns the ``History``."""
+        batch_size = data_lib.check_batch_size(batch_size)
+        x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
+        weight = data_lib.to_arrays(sample_weight, "sample_weight")
+        data_lib.num_samples(x, y)
+        (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
+        if validation_data is not None:
+            val = tuple(data_lib.to_arrays(v, "validation_data") for v in validation_data) + (None,) * (
+                3 - len(validation_data))
+        self.build(x)
+        self._resolve_metrics(x, y)
+        data, n = self._on_device(x, y, weight)
+        val_data = None
+        if val is not None:
+            self._resolve_metrics(val[0], val[1])
+            val_data, n_val = self._on_device(*val)
+        verbose = 1 if verbose == "auto" else int(verbose)
+
+        history = History()
+        cbs = CallbackList([*(callbacks or []), history], self, {"epochs": epochs, "verbose": verbose,
+                                                                   "steps": -(-n // batch_size)})
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            began = time.perf_counter()
+            logs = _to_floats(means(self._train_epoch(data, n, batch_size, shuffle)), self._log_names())
+            if val_data is not None:
+                val_logs = self._evaluate_on_device(val_data, n_val, validation_batch_size or batch_size)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            if verbose:
+                _print_epoch(epoch, epochs, -(-n // batch_size), time.perf_counter() - began, logs)
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return history
+
+    def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
+                 sample_weight=None, return_dict: bool = False):
+        """Loss (and metrics) in inference mode: a float, ``[loss, *metrics]``, or a dict."""
+        batch_size = data_lib.check_batch_size(batch_size)
+        x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
+        self.build(x)
+        self._resolve_metrics(x, y)
+        data, n = self._on_device(x, y, data_lib.to_arrays(sample_weight, "sample_weight"))
+        logs = self._evaluate_on_device(data, n, batch_size)
+        if verbose not in (0, "auto") or verbose is True:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size: Optional[int] = None, verbose: Any = 0):
+        """Model outputs in inference mode, as numpy (Keras' ``predict``)."""
+        batch_size = data_lib.check_batch_size(batch_size)
+        x = data_lib.to_arrays(x, "x")
+        n = data_lib.num_samples(x)
+        self.build(x)
+        padded = data_lib.round_up(batch_size, self.mesh.size)
+        key = ("predict", padded)
+        if key not in self._programs:
+            def run(variables, data, start):
+                index = jnp.clip(start + jnp.arange(padded), 0, n - 1)
+                batch = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
+                batch = jax.lax.with_sharding_constraint(batch, devices_lib.batch_sharded(self.mesh))
+                return self._apply(variables, batch, False)
+            self._programs[key] = self._jit(run)
+        program, data = self._programs[key], jax.device_put(x, devices_lib.replicated(self.mesh))
+        chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
+        return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
+
+    # ------------------------------------------------------------------ pure steps
+    @property
+    def train_step(self):
+        """The jitted pure step ``(state, (x, y[, sample_weight])) -> (state, logs)``."""
+        self._require_built("train_step")
+        step = make_train_step(self.model.apply, self.loss, self._metrics or [], self._pass_training)
+        return jax.jit(lambda state, batch: _with_means(step, state, _complete(batch)))
+
+    @property
+    def eval_step(self):
+        """The jitted pure step ``(state, (x, y[, sample_weight])) -> logs`` in inference mode."""
+        self._require_built("eval_step")
+        step = make_eval_step(self.model.apply, self.loss, self._metrics or [], self._pass_training)
+        return jax.jit(lambda state, batch: means(step(state, _complete(batch))))
+
+    # ------------------------------------------------------------------ weights & summary
+    def summary(self, print_fn=print) -> None:
+        """Print Keras' table: layer, output shape (batch as None), parameter counts."""
+        self._require_built("summary")
+        print_fn(summary_lib.render(self.model, self.state.variables, self._sample_shape))
+
+    def get_weights(self) -> list:
+        """Every variable as numpy, in Keras' order (layer by layer; kernel, bias, ...)."""
+        self._require_built("get_weights")
+        return weights_io.flatten(self.state.variables, self._weight_order)
+
+    def set_weights(self, weights: list) -> None:
+        """Set every variable from a list ordered as ``get_weights()`` returns it."""
+        self._require_built("set_weights")
+        variables = weights_io.unflatten(self.state.variables, self._weight_order, weights)
+        params = variables.pop("params")
+        self.state = jax.device_put(self.state.replace(params=params, model_state=variables),
+                                    devices_lib.replicated(self.mesh))
+
+    def save_weights(self, path: str) -> None:
+        """Write the model's variables to ``path`` (atomically)."""
+        self._require_built("save_weights")
+        weights_io.save(path, self.state.variables)
+
+    def load_weights(self, path: str) -> None:
+        """Read variables saved by ``save_weights`` into this (built) model."""
+        self._require_built("load_weights")
+        self.set_weights(weights_io.flatten(weights_io.load(path, self.state.variables), self._weight_order))
+
+    def _require_built(self, what: str) -> None:
+        if self.state is None:
+            raise ValueError(
+                f"{what}() needs a built model: give the first layer input_shape=..., start the Sequential "
+                f"with dlkit.Input(shape), pass Trainer(..., input_shape=...), or call fit/predict first.")
+
+
+@jax.jit
+def _shuffled(rng, index):
+    rng, key = jax.random.split(rng)
+    return rng, jax.random.permutation(key, index)
+
+
+def _permutation(state: TrainState, n: int, shuffle: bool):
+    """This epoch's sample order, drawn on the device from (and advancing) the state's RNG."""
+    if not shuffle:
+        return state, jnp.arange(n)
+    rng, perm = _shuffled(state.rng, jnp.arange(n))
+    return state.replace(rng=rng), perm
+
+
+def _complete(batch):
+    batch = tuple(batch)
+    if len(batch) == 2:
+        batch = (*batch, jnp.ones(len(jax.tree.leaves(batch[0])[0]), jnp.float32))
+    return batch
+
+
+def _with_means(step, state, batch):
+    state, totals = step(state, batch)
+    return state, means(totals)
+
+
+def _to_floats(logs: dict, names: list) -> dict:
+    """Host floats in ``names`` order (jit returns dicts with sorted keys)."""
+    logs = jax.device_get(logs)
+    return {k: float(logs[k]) for k in names}
+
+
+def _print_epoch(epoch: int, epochs: int, steps: int, seconds: float, logs: dict) -> None:
+    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    print(f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {seconds:.1f}s - {values}", flush=True)

@@ -1,0 +1,86 @@
+"""Weights as Keras lists them, and their files.
+
+Keras' order is layer by layer in call order, each layer's trainable weights
+first (``kernel, bias``; ``gamma, beta``) then its non-trainable ones
+(``moving_mean, moving_variance``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import flax.serialization
+import jax
+import numpy as np
+
+
+def keras_order(variables: dict) -> list:
+    """Key paths of every variable in Keras' order.
+
+    Call this on the fresh output of ``model.init``, whose dicts still hold
+    creation order (any later pytree operation sorts the keys).
+    """
+    layers: dict = {}
+    for collection, tree in variables.items():
+        for layer, sub in tree.items():
+            layers.setdefault(layer, {})[collection] = list(_insertion_paths(sub))
+    order = []
+    for layer, by_collection in layers.items():
+        collections = ["params", *(c for c in by_collection if c != "params")]
+        order += [(c, layer, path) for c in collections for path in by_collection.get(c, [])]
+    return order
+
+
+def _insertion_paths(node, prefix=()):
+    """Leaf paths of nested dicts in insertion order (``jax.tree`` would sort them)."""
+    if not isinstance(node, dict):
+        yield prefix
+        return
+    for key, child in node.items():
+        yield from _insertion_paths(child, (*prefix, key))
+
+
+def _get(variables: dict, key):
+    collection, layer, path = key
+    node = variables[collection][layer]
+    for entry in path:
+        node = node[entry]
+    return node
+
+
+def flatten(variables: dict, order: list) -> list:
+    return [np.asarray(_get(variables, key)) for key in order]
+
+
+def unflatten(variables: dict, order: list, weights: list) -> dict:
+    """A copy of ``variables`` holding ``weights`` (given in ``order``), shapes checked one by one."""
+    weights = list(weights)
+    if len(weights) != len(order):
+        raise ValueError(f"set_weights expects {len(order)} arrays (as get_weights() returns), got {len(weights)}.")
+    out = jax.tree.map(np.asarray, jax.device_get(variables))
+    for i, (key, new) in enumerate(zip(order, weights)):
+        old = _get(out, key)
+        if np.shape(new) != old.shape:
+            name = "/".join([key[0], key[1], *key[2]])
+            raise ValueError(f"Weight {i} ({name}) has shape {np.shape(new)}, but the model's has shape {old.shape}.")
+        parent = _get(out, (key[0], key[1], key[2][:-1]))
+        parent[key[2][-1]] = np.asarray(new, old.dtype)
+    return out
+
+
+def save(path: str, variables: dict) -> None:
+    """Write atomically: a crash mid-write leaves the previous file intact."""
+    data = flax.serialization.to_bytes(jax.device_get(variables))
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: str, like: dict) -> dict:
+    with open(path, "rb") as f:
+        return flax.serialization.from_bytes(jax.device_get(like), f.read())
