@@ -38,6 +38,10 @@ def match_ranks(y_true, y_pred, name: str):
             f"{y_pred.shape[1:]}. Make the last layer output the target's shape "
             f"(e.g. Dense({y_true.shape[-1] if y_true.ndim > 1 else 1}))."
         )
+    if y_pred.ndim == 1:
+        # One output per sample, shape (batch,): add the feature axis that the
+        # per-sample mean over axis -1 reduces, so the batch axis survives.
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
     return y_true.astype(y_pred.dtype), y_pred
 
 
@@ -101,9 +105,8 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False):
 @dataclasses.dataclass(frozen=True)
 class Loss:
     """A Keras-style loss object: ``loss(y_true, y_pred, sample_weight=None)`` is the
-    (weighted) batch mean of ``per_sample(y_true, y_pred)``."""
-
-    name: str = "loss"
+    (weighted) batch mean of ``per_sample(y_true, y_pred)``. Subclasses declare their
+    Keras arguments as fields, in Keras' order, with ``name`` last."""
 
     def per_sample(self, y_true, y_pred):
         raise NotImplementedError

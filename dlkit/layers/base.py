@@ -92,7 +92,11 @@ class WeightedLayer(Layer):
         if bias is not None:
             y = y + bias
         y = activations.get(self.activation)(y)
-        self._penalise(self.activity_regularizer, y)
+        penalty = regularizers.get(self.activity_regularizer)
+        if penalty is not None:
+            # Keras divides the activity penalty by the batch size, so its weight
+            # does not depend on how the data are batched.
+            add_loss(self, penalty(y) / y.shape[0])
         return y
 
     def _penalise(self, regularizer, value):

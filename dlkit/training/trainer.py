@@ -116,28 +116,33 @@ class Trainer:
             return fn(*args)
         return jax.jit(traced, donate_argnums=donate, compiler_options=self.compiler_options or None)
 
-    def _gather(self, data, perm, start, size: int, padded: int):
-        """Rows ``perm[start:start+size]`` of each array, padded with weight-0 rows to ``padded``."""
-        offsets = jnp.arange(padded)
-        valid = offsets < size
-        index = jnp.take(perm, jnp.where(valid, start + offsets, 0), mode="clip")
+    def _split(self, batch, rows: int):
+        """Split a batch across the devices; a batch that does not divide evenly runs on each
+        device whole (padding it would change what batch normalization sees)."""
+        divides = rows % self.mesh.size == 0
+        sharding = devices_lib.batch_sharded(self.mesh) if divides else devices_lib.replicated(self.mesh)
+        return jax.lax.with_sharding_constraint(batch, sharding)
+
+    def _gather(self, data, perm, start, rows: int, valid=None):
+        """Rows ``perm[start:start+rows]`` of each array; rows past ``valid`` get weight 0."""
+        offsets = jnp.arange(rows)
+        index = jnp.take(perm, start + offsets, mode="clip")
         x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
-        w = jnp.where(valid, w, 0.0)
-        shard = devices_lib.batch_sharded(self.mesh)
-        return jax.lax.with_sharding_constraint((x, y, w), shard)
+        if valid is not None:
+            w = jnp.where(offsets < valid, w, 0.0)
+        return self._split((x, y, w), rows)
 
     def _program(self, kind: str, steps: int, size: int):
         """The compiled program running ``steps`` batches of ``size`` real rows (cached)."""
         key = (kind, steps, size, len(self._metrics))
         if key in self._programs:
             return self._programs[key]
-        padded = data_lib.round_up(size, self.mesh.size)
         if kind == "train":
             step = make_train_step(self.model.apply, self.loss, self._metrics, self._pass_training)
 
             def run(state, totals, data, perm, start):
                 for i in range(steps):
-                    state, t = step(state, self._gather(data, perm, start + i * size, size, padded))
+                    state, t = step(state, self._gather(data, perm, start + i * size, size))
                     totals = jax.tree.map(jnp.add, totals, t)
                 return state, totals
 
@@ -149,7 +154,7 @@ class Trainer:
                 n = perm.shape[0]
                 for i in range(steps):
                     first = start + i * size
-                    batch = self._gather(data, perm, first, jnp.clip(n - first, 0, size), padded)
+                    batch = self._gather(data, perm, first, size, valid=n - first)
                     totals = jax.tree.map(jnp.add, totals, step(state, batch))
                 return totals
 
@@ -259,14 +264,13 @@ class Trainer:
         x = data_lib.to_arrays(x, "x")
         n = data_lib.num_samples(x)
         self.build(x)
-        padded = data_lib.round_up(batch_size, self.mesh.size)
-        key = ("predict", padded)
+        key = ("predict", batch_size)
         if key not in self._programs:
             def run(variables, data, start):
-                index = jnp.clip(start + jnp.arange(padded), 0, n - 1)
+                last = jax.tree.leaves(data)[0].shape[0] - 1
+                index = jnp.clip(start + jnp.arange(batch_size), 0, last)
                 batch = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
-                batch = jax.lax.with_sharding_constraint(batch, devices_lib.batch_sharded(self.mesh))
-                return self._apply(variables, batch, False)
+                return self._apply(variables, self._split(batch, batch_size), False)
             self._programs[key] = self._jit(run)
         program, data = self._programs[key], jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]

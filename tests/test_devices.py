@@ -1,0 +1,40 @@
+"""Data parallelism: 8 (forced host) devices give the losses of 1 device."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+SCRIPT = r"""
+import json, sys
+import jax, numpy as np
+import dlkit
+from dlkit import layers
+x, y = dlkit.datasets.load_digits()
+x, y = x[:1000], y[:1000]
+model = dlkit.Sequential([dlkit.Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
+                          layers.BatchNormalization(), layers.MaxPooling2D(2), layers.Flatten(),
+                          layers.Dropout(0.2), layers.Dense(10)])
+trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.01, momentum=0.9),
+                        loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+history = trainer.fit(x, y, batch_size=64, epochs=2, validation_split=0.1, verbose=0)
+print(json.dumps({"devices": len(jax.devices()), "mesh": trainer.mesh.size, "history": history.history,
+                  "kernel": trainer.get_weights()[0].ravel().tolist()}))
+"""
+
+
+def run(devices: int) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_eight_devices_match_one_device():
+    one, eight = run(1), run(8)
+    assert (one["devices"], one["mesh"]) == (1, 1)
+    assert (eight["devices"], eight["mesh"]) == (8, 8)
+    for key, values in one["history"].items():
+        np.testing.assert_allclose(eight["history"][key], values, rtol=1e-3, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(eight["kernel"], one["kernel"], atol=2e-3)
