@@ -560,6 +560,7 @@ def test_pooling_matches_keras(kcls, dcls, spatial, kwargs):
     chex.assert_trees_all_close(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_batchnorm_matches_keras():
     keras = _keras()
     x = randn(8, 3) * 2 + 1

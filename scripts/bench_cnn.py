@@ -1,0 +1,194 @@
+"""Benchmark: dlkit vs a hand-written Flax+Optax loop vs Keras 3 (JAX backend) on the same CNN.
+
+    python scripts/bench_cnn.py [--epochs 6] [--tiny]
+
+MNIST digits bundled with dlkit: first 8000 train, last 2000 test, batch 128.
+CNN: Conv2D(32, 3, relu) -> AvgPool(2) -> Conv2D(64, 3, relu) -> AvgPool(2) -> Flatten
+-> Dense(256, relu) -> Dense(10); SGD(0.1, momentum 0.9); from-logits sparse cross-entropy.
+Each contender runs in its own process (XLA_FLAGS is read once per process), once
+with the default environment and once with XLA's YNNPACK fusion turned off
+(``--xla_cpu_experimental_ynn_fusion_type=``), the best setting measured for the
+others on CPU. Prints first-epoch time (compile included), median steady epoch
+(with min-max), test accuracy, and dlkit's ratios. ``--tiny`` times a 784-32-10 MLP
+where per-step dispatch dominates.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BEST_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
+BATCH = 128
+
+
+def data(flat: bool):
+    import dlkit
+    (x_train, y_train), (x_test, y_test) = dlkit.datasets.split_digits()
+    if flat:
+        x_train, x_test = x_train.reshape(-1, 784), x_test.reshape(-1, 784)
+    return x_train, y_train, x_test, y_test
+
+
+def run_dlkit(epochs: int, tiny: bool):
+    import dlkit
+    from dlkit import layers
+    x_train, y_train, x_test, y_test = data(tiny)
+    if tiny:
+        model = dlkit.Sequential([dlkit.Input((784,)), layers.Dense(32, "relu"), layers.Dense(10)])
+    else:
+        model = dlkit.Sequential([
+            dlkit.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"), layers.AveragePooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"), layers.AveragePooling2D(2), layers.Flatten(),
+            layers.Dense(256, activation="relu"), layers.Dense(10)])
+    trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.1, momentum=0.9),
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    times = []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        trainer.fit(x_train, y_train, batch_size=BATCH, epochs=1, verbose=0)
+        times.append(time.perf_counter() - began)
+    return times, trainer.evaluate(x_test, y_test, batch_size=500, verbose=0)[1]
+
+
+def run_flax(epochs: int, tiny: bool):
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    x_train, y_train, x_test, y_test = data(tiny)
+
+    class CNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            if not tiny:
+                x = nn.avg_pool(nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x)), (2, 2), (2, 2))
+                x = nn.avg_pool(nn.relu(nn.Conv(64, (3, 3), padding="VALID")(x)), (2, 2), (2, 2))
+                x = x.reshape(x.shape[0], -1)
+            x = nn.relu(nn.Dense(32 if tiny else 256)(x))
+            return nn.Dense(10)(x)
+
+    model, tx = CNN(), optax.sgd(0.1, momentum=0.9)
+    params = model.init(jax.random.key(0), x_train[:1])["params"]
+    opt_state = tx.init(params)
+    x_dev, y_dev = jax.device_put(x_train), jax.device_put(y_train)
+
+    @jax.jit
+    def train_step(params, opt_state, index):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, x_dev[index])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y_dev[index]).mean()
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def accuracy(params, x, y):
+        return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
+
+    rng, times = np.random.default_rng(0), []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        perm = rng.permutation(len(x_train))
+        for start in range(0, len(perm), BATCH):
+            params, opt_state, loss = train_step(params, opt_state, perm[start:start + BATCH])
+        loss.block_until_ready()
+        times.append(time.perf_counter() - began)
+    return times, float(accuracy(params, x_test, y_test))
+
+
+def run_keras(epochs: int, tiny: bool):
+    os.environ["KERAS_BACKEND"] = "jax"
+    import keras
+    x_train, y_train, x_test, y_test = data(tiny)
+    if tiny:
+        body = [keras.Input((784,)), keras.layers.Dense(32, activation="relu")]
+    else:
+        body = [keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
+                keras.layers.AveragePooling2D(2), keras.layers.Conv2D(64, 3, activation="relu"),
+                keras.layers.AveragePooling2D(2), keras.layers.Flatten(), keras.layers.Dense(256, activation="relu")]
+    model = keras.Sequential([*body, keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.began)
+
+    model.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[Timer()])
+    return times, model.evaluate(x_test, y_test, batch_size=500, verbose=0)[1]
+
+
+RUNNERS = {"dlkit": run_dlkit, "flax": run_flax, "keras": run_keras}
+
+
+def worker(name: str, epochs: int, tiny: bool) -> None:
+    times, accuracy = RUNNERS[name](epochs, tiny)
+    print(json.dumps({"times": times, "accuracy": float(accuracy)}))
+
+
+def spawn(name: str, flags: str, epochs: int, tiny: bool):
+    env = dict(os.environ)
+    if flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
+    cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(epochs)] + (["--tiny"] if tiny else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.epochs, args.tiny)
+
+    try:
+        import keras  # noqa: F401
+        names = ["dlkit", "flax", "keras"]
+    except ImportError:
+        names = ["dlkit", "flax"]
+    rows = {}
+    for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
+        for name in names:
+            result = spawn(name, flags, args.epochs, args.tiny)
+            if result:
+                rows[(name, env_name)] = result
+    steps = -(-8000 // BATCH)
+    print(f"{'tiny MLP' if args.tiny else 'CNN'}, {args.epochs} epochs of {steps} steps; "
+          f"steady = median of epochs 2..{args.epochs} (min-max)")
+    print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'min-max':>12} {'ms/step':>8} {'test acc':>9}")
+    for (name, env_name), r in rows.items():
+        steady = r["times"][1:]
+        med = statistics.median(steady)
+        print(f"{name:<8} {env_name:<8} {r['times'][0]:>8.2f} {med:>9.3f} {min(steady):>5.2f}-{max(steady):<6.2f}"
+              f" {1000 * med / steps:>8.2f} {r['accuracy']:>9.4f}")
+    ours = rows.get(("dlkit", "default"))
+    if ours:
+        ours_steady = statistics.median(ours["times"][1:])
+        for env_name in ("default", "ynn off"):
+            others = [(statistics.median(r["times"][1:]), r["times"][0], n) for (n, e), r in rows.items()
+                      if e == env_name and n != "dlkit"]
+            if others:
+                best_steady, _, best_name = min(others)
+                best_first = min(o[1] for o in others)
+                print(f"dlkit (default env) / fastest other ({env_name} env, {best_name}): steady "
+                      f"{ours_steady / best_steady:.2f}x, first epoch {ours['times'][0] / best_first:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
