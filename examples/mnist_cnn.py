@@ -26,12 +26,12 @@ def main(epochs: int = 3) -> float:
     (x_train, y_train), (x_test, y_test) = dlkit.datasets.split_digits()
     trainer = dlkit.Trainer(
         build_model(),
-        optimizer=dlkit.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+        optimizer=dlkit.optimizers.Adam(learning_rate=1e-3),
         loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     trainer.summary()
-    trainer.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_split=0.1)
+    trainer.fit(x_train, y_train, batch_size=32, epochs=epochs, validation_split=0.1)
     loss, accuracy = trainer.evaluate(x_test, y_test, batch_size=500)
     print(f"test loss: {loss:.4f} - test accuracy: {accuracy:.4f}")
     return accuracy

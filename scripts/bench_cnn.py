@@ -157,11 +157,8 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, args.epochs, args.tiny)
 
-    try:
-        import keras  # noqa: F401
-        names = ["dlkit", "flax", "keras"]
-    except ImportError:
-        names = ["dlkit", "flax"]
+    import importlib.util
+    names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
     rows = {}
     for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
         for name in names:

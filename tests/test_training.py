@@ -75,16 +75,32 @@ def test_validation_split_takes_the_last_fraction_before_shuffling(digits8x8):
                                rtol=1e-5)
 
 
-def test_a_fixed_number_of_programs_however_many_epochs(digits8x8):
+@pytest.mark.parametrize("normalize, programs", [(False, 3), (True, 4)])
+def test_a_fixed_number_of_programs_however_many_epochs(digits8x8, normalize, programs):
     x, y = digits8x8[0][:700], digits8x8[1][:700]
-    trainer = dlkit.Trainer(mlp(8), optimizer="adam", loss=dlkit.losses.SparseCategoricalCrossentropy(True),
+    model = dlkit.Sequential([layers.Dense(8, "relu"), *([layers.BatchNormalization()] if normalize else []),
+                              layers.Dense(10)])
+    trainer = dlkit.Trainer(model, optimizer="adam", loss=dlkit.losses.SparseCategoricalCrossentropy(True),
                             metrics=["accuracy"], steps_per_execution=4)
     trainer.fit(x, y, batch_size=64, epochs=1, validation_split=0.1, verbose=0)
-    after_one = trainer.traces
-    # 630 samples: 9 full batches = two chunks of 4 plus one of 1, and a short batch of 54; one eval program.
-    assert after_one == 4
+    # 630 samples: 9 full batches (programs of 4 and of 1 steps) and a short batch of 54, which
+    # reuses the 1-step program, masked, unless batch statistics would see its padding (then it
+    # gets its own program); plus one evaluation program.
+    assert trainer.traces == programs
     trainer.fit(x, y, batch_size=64, epochs=5, validation_split=0.1, verbose=0)
-    assert trainer.traces == after_one
+    assert trainer.traces == programs
+
+
+def test_padded_short_batch_trains_exactly_like_a_short_one(digits8x8):
+    x, y = digits8x8[0][:100], digits8x8[1][:100]
+
+    def weights(pad):
+        trainer = dlkit.Trainer(mlp(8), optimizer=dlkit.optimizers.SGD(0.5), seed=3,
+                                loss=dlkit.losses.SparseCategoricalCrossentropy(True), pad_last_batch=pad)
+        trainer.fit(x, y, batch_size=64, epochs=2, verbose=0)  # 64 + 36 per epoch
+        return trainer.get_weights()
+
+    chex.assert_trees_all_close(weights(True), weights(False), rtol=1e-5, atol=1e-6)
 
 
 def test_same_seed_same_weights_and_fit_continues(digits8x8):

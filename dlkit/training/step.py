@@ -1,11 +1,12 @@
 """The pure steps: ``(state, batch) -> (state, totals)``.
 
-A batch is ``(x, y, weight)``: ``weight`` is each sample's weight, 0 for padding
-rows, so every step reports *sums* over real samples (``totals``) plus their
-count, and an epoch's mean is exact whatever the batch sizes. The loss that is
+A batch is ``(x, y, weight, mask)``: ``weight`` is each sample's weight
+(Keras' ``sample_weight``), ``mask`` is 1 for real rows and 0 for padding, so
+every step reports *sums* over real samples (``totals``) plus their count, and
+an epoch's mean is exact whatever the batch sizes. The loss that is
 differentiated is
 
-    loss = sum_i w_i * l(y_i, f(x_i)) / sum_i [w_i > 0]  +  sum(added losses)
+    loss = sum_i m_i * w_i * l(y_i, f(x_i)) / sum_i m_i  +  sum(added losses)
 
 where the added losses are the ``'losses'`` collection (weight penalties and
 other ``add_loss`` terms).
@@ -44,27 +45,28 @@ def apply_model(apply_fn: Callable, state: TrainState, params, x, training: bool
     return outputs, updates, extra
 
 
-def _totals(loss_value, y, outputs, weight, metrics: Sequence[Metric]):
-    real = (weight > 0).astype(jnp.float32)
-    count = jnp.sum(real)
+def _totals(loss_value, y, outputs, mask, metrics: Sequence[Metric]):
+    count = jnp.sum(mask)
     totals = {"loss": loss_value * count, COUNT: count}
     for metric in metrics:
-        totals[metric.name] = jnp.sum(metric(y, outputs) * real)
+        totals[metric.name] = jnp.sum(metric(y, outputs) * mask)
     return totals
 
 
+def _data_loss(loss: Loss, y, outputs, weight, mask):
+    return jnp.sum(loss.per_sample(y, outputs) * weight * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
 def make_train_step(apply_fn: Callable, loss: Loss, metrics: Sequence[Metric], pass_training: bool = True):
-    """Build the pure training step ``(state, (x, y, weight)) -> (state, totals)``."""
+    """Build the pure training step ``(state, (x, y, weight, mask)) -> (state, totals)``."""
 
     def train_step(state: TrainState, batch):
-        x, y, weight = batch
+        x, y, weight, mask = batch
         rng, step_rng = jax.random.split(state.rng)
-        count = jnp.maximum(jnp.sum((weight > 0).astype(jnp.float32)), 1.0)
 
         def objective(params):
             outputs, updates, extra = apply_model(apply_fn, state, params, x, True, step_rng, pass_training)
-            data_loss = jnp.sum(loss.per_sample(y, outputs) * weight) / count
-            return data_loss + extra, (outputs, updates)
+            return _data_loss(loss, y, outputs, weight, mask) + extra, (outputs, updates)
 
         (loss_value, (outputs, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -75,20 +77,20 @@ def make_train_step(apply_fn: Callable, loss: Loss, metrics: Sequence[Metric], p
             model_state={**state.model_state, **updates},
             rng=rng,
         )
-        return new_state, _totals(loss_value, y, outputs, weight, metrics)
+        return new_state, _totals(loss_value, y, outputs, mask, metrics)
 
     return train_step
 
 
 def make_eval_step(apply_fn: Callable, loss: Loss, metrics: Sequence[Metric], pass_training: bool = True):
-    """Build the pure evaluation step ``(state, (x, y, weight)) -> totals`` (inference mode)."""
+    """Build the pure evaluation step ``(state, (x, y, weight, mask)) -> (state, totals)``
+    (inference mode; the state is returned unchanged, so both steps share one shape)."""
 
     def eval_step(state: TrainState, batch):
-        x, y, weight = batch
+        x, y, weight, mask = batch
         outputs, _, extra = apply_model(apply_fn, state, state.params, x, False, state.rng, pass_training)
-        count = jnp.maximum(jnp.sum((weight > 0).astype(jnp.float32)), 1.0)
-        loss_value = jnp.sum(loss.per_sample(y, outputs) * weight) / count + extra
-        return _totals(loss_value, y, outputs, weight, metrics)
+        loss_value = _data_loss(loss, y, outputs, weight, mask) + extra
+        return state, _totals(loss_value, y, outputs, mask, metrics)
 
     return eval_step
 
