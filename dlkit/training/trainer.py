@@ -68,6 +68,7 @@ class Trainer:
         self._metrics: Optional[list] = None
         self._programs: dict = {}
         self._sample_shape = None
+        self._checked: dict = {}
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
         if shape is not None:
             self.build(np.zeros((1, *shape), np.float32))
@@ -97,11 +98,16 @@ class Trainer:
 
     def _resolve_metrics(self, x, y) -> list:
         """Bind 'accuracy' & co. to the loss and shapes on first use, and check labels fit outputs."""
-        out = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables,
-                             jax.tree.map(lambda a: jnp.asarray(a[:2]), x))
         y_shape = np.shape(y)
+        signature = (jax.tree.map(lambda a: (a.shape[1:], a.dtype), x), y_shape[1:], getattr(y, "dtype", None))
+        if signature not in self._checked:  # trace model and loss once per input signature
+            two = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype), x)
+            out = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables, two)
+            if y is not None:
+                jax.eval_shape(self.loss.per_sample, jax.ShapeDtypeStruct((2, *y_shape[1:]), y.dtype), out)
+            self._checked[signature] = out
+        out = self._checked[signature]
         if y is not None:
-            jax.eval_shape(self.loss.per_sample, jax.ShapeDtypeStruct((2, *y_shape[1:]), np.asarray(y).dtype), out)
             self._check_label_range(y, out.shape)
         if self._metrics is None:
             self._metrics = [metrics_lib.get(m, self.loss, (2, *y_shape[1:]), out.shape) for m in self.metric_ids]
