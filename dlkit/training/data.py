@@ -77,3 +77,19 @@ def check_batch_size(batch_size: Optional[int]) -> int:
 
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def is_stream(x) -> bool:
+    """An iterable of batches (generator, data loader), as opposed to arrays or a tuple/dict of them."""
+    return x is not None and hasattr(x, "__iter__") and not isinstance(
+        x, (np.ndarray, jax.Array, tuple, list, dict, str))
+
+
+def unpack_batch(batch):
+    """``(x, y)`` or ``(x, y, sample_weight)`` from a stream, as numpy arrays."""
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(f"Each batch must be a tuple (x, y) or (x, y, sample_weight); got {type(batch).__name__}"
+                         f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}.")
+    x, y, *weight = batch
+    weight = to_arrays(weight[0], "sample_weight") if weight else None
+    return to_arrays(x, "x"), to_arrays(y, "y"), weight

@@ -99,7 +99,8 @@ class Trainer:
     def _resolve_metrics(self, x, y) -> list:
         """Bind 'accuracy' & co. to the loss and shapes on first use, and check labels fit outputs."""
         y_shape = np.shape(y)
-        signature = (jax.tree.map(lambda a: (a.shape[1:], a.dtype), x), y_shape[1:], getattr(y, "dtype", None))
+        leaves, structure = jax.tree.flatten(x)
+        signature = (structure, tuple((a.shape[1:], a.dtype) for a in leaves), y_shape[1:], getattr(y, "dtype", None))
         if signature not in self._checked:  # trace model and loss once per input signature
             two = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype), x)
             out = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables, two)
@@ -212,6 +213,54 @@ class Trainer:
             return self.pad_last_batch
         return not jax.tree.leaves(self.state.model_state)
 
+    def _evaluator(self, source, batch_size: int, what: str):
+        """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
+        if data_lib.is_stream(source):
+            return lambda: _to_floats(means(self._stream_totals(source, train=False)), self._log_names())
+        x, y, weight = (*source, None, None)[:3]
+        x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
+        self.build(x)
+        self._resolve_metrics(x, y)
+        data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"))
+        return lambda: self._evaluate_on_device(data, n, batch_size)
+
+    def _stream_totals(self, batches, train: bool):
+        """Run every batch an iterable yields; each new batch shape compiles once."""
+        totals, count = None, 0
+        for batch in batches:
+            x, y, weight = data_lib.unpack_batch(batch)
+            self.build(x)
+            self._resolve_metrics(x, y)
+            totals = self._zeros_totals() if totals is None else totals
+            rows = data_lib.num_samples(x, y)
+            weight = np.ones(rows, np.float32) if weight is None else weight
+            batch = (x, y, weight, np.ones(rows, np.float32))
+            sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
+                else devices_lib.replicated(self.mesh)
+            result = self._stream_program(train)(self.state, totals, jax.device_put(batch, sharding))
+            self.state, totals = result if train else (self.state, result)
+            count += 1
+        if not count:
+            raise ValueError("The batch iterable yielded no batches. A generator is used up after one pass: for "
+                             "several epochs pass an object whose __iter__ starts a new pass (e.g. a list of "
+                             "batches or a data loader).")
+        return totals
+
+    def _stream_program(self, train: bool):
+        key = ("stream", train, len(self._metrics))
+        if key not in self._programs:
+            step = (make_train_step if train else make_eval_step)(
+                self.model.apply, self.loss, self._metrics, self._pass_training)
+
+            def run(state, totals, batch):
+                state, batch_totals = step(state, batch)
+                totals = jax.tree.map(jnp.add, totals, batch_totals)
+                return (state, totals) if train else totals
+
+            self._programs[key] = self._jit(run, donate=(0, 1) if train else (1,),
+                                            options=self.compiler_options if train else None)
+        return self._programs[key]
+
     def _evaluate_on_device(self, data, n: int, batch_size: int) -> dict:
         k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
         program = self._program("eval", k, batch_size)
@@ -226,38 +275,46 @@ class Trainer:
             callbacks: Optional[list] = None, validation_split: float = 0.0, validation_data=None,
             shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
             validation_batch_size: Optional[int] = None) -> History:
-        """Train for ``epochs`` epochs (Keras' ``fit``); returns the ``History``."""
+        """Train for ``epochs`` epochs (Keras' ``fit``); returns the ``History``.
+
+        ``x`` is arrays (with ``y``), or an iterable of ``(x, y)`` / ``(x, y, sample_weight)``
+        batches that is iterated anew each epoch.
+        """
         batch_size = data_lib.check_batch_size(batch_size)
-        x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
-        weight = data_lib.to_arrays(sample_weight, "sample_weight")
-        data_lib.num_samples(x, y)
-        (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
+        if data_lib.is_stream(x):
+            if y is not None or sample_weight is not None or validation_split:
+                raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
+                                 "validation_data instead of validation_split.")
+            run_epoch, steps = lambda: self._stream_totals(x, train=True), None
+        else:
+            x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
+            weight = data_lib.to_arrays(sample_weight, "sample_weight")
+            data_lib.num_samples(x, y)
+            (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
+            validation_data = validation_data if validation_data is not None else val
+            self.build(x)
+            self._resolve_metrics(x, y)
+            data, n = self._on_device(x, y, weight)
+            run_epoch, steps = lambda: self._train_epoch(data, n, batch_size, shuffle), -(-n // batch_size)
+        validate = None
         if validation_data is not None:
-            val = tuple(data_lib.to_arrays(v, "validation_data") for v in validation_data) + (None,) * (
-                3 - len(validation_data))
-        self.build(x)
-        self._resolve_metrics(x, y)
-        data, n = self._on_device(x, y, weight)
-        val_data = None
-        if val is not None:
-            self._resolve_metrics(val[0], val[1])
-            val_data, n_val = self._on_device(*val)
+            validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
         verbose = 1 if verbose == "auto" else int(verbose)
 
         history = History()
         cbs = CallbackList([*(callbacks or []), history], self, {"epochs": epochs, "verbose": verbose,
-                                                                   "steps": -(-n // batch_size)})
+                                                                   "steps": steps})
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             began = time.perf_counter()
-            logs = _to_floats(means(self._train_epoch(data, n, batch_size, shuffle)), self._log_names())
-            if val_data is not None:
-                val_logs = self._evaluate_on_device(val_data, n_val, validation_batch_size or batch_size)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            totals = run_epoch()
+            logs = _to_floats(means(totals), self._log_names())
+            if validate is not None:
+                logs.update({f"val_{k}": v for k, v in validate().items()})
             if verbose:
-                _print_epoch(epoch, epochs, -(-n // batch_size), time.perf_counter() - began, logs)
+                _print_epoch(epoch, epochs, steps, time.perf_counter() - began, logs)
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -266,13 +323,13 @@ class Trainer:
 
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
                  sample_weight=None, return_dict: bool = False):
-        """Loss (and metrics) in inference mode: a float, ``[loss, *metrics]``, or a dict."""
+        """Loss (and metrics) in inference mode: a float, ``[loss, *metrics]``, or a dict.
+
+        ``x`` is arrays (with ``y``) or an iterable of ``(x, y[, sample_weight])`` batches.
+        """
         batch_size = data_lib.check_batch_size(batch_size)
-        x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
-        self.build(x)
-        self._resolve_metrics(x, y)
-        data, n = self._on_device(x, y, data_lib.to_arrays(sample_weight, "sample_weight"))
-        logs = self._evaluate_on_device(data, n, batch_size)
+        source = x if data_lib.is_stream(x) else (x, y, sample_weight)
+        logs = self._evaluator(source, batch_size, "x")()
         if verbose not in (0, "auto") or verbose is True:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         if return_dict:
@@ -281,7 +338,11 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size: Optional[int] = None, verbose: Any = 0):
-        """Model outputs in inference mode, as numpy (Keras' ``predict``)."""
+        """Model outputs in inference mode, as numpy (Keras' ``predict``); ``x`` may be arrays or
+        an iterable of batches (``x`` or ``(x, ...)`` each)."""
+        if data_lib.is_stream(x):
+            parts = [self.predict(b[0] if isinstance(b, (tuple, list)) else b, batch_size=batch_size) for b in x]
+            return jax.tree.map(lambda *p: np.concatenate(p), *parts)
         batch_size = data_lib.check_batch_size(batch_size)
         x = data_lib.to_arrays(x, "x")
         n = data_lib.num_samples(x)
@@ -379,6 +440,7 @@ def _to_floats(logs: dict, names: list) -> dict:
     return {k: float(logs[k]) for k in names}
 
 
-def _print_epoch(epoch: int, epochs: int, steps: int, seconds: float, logs: dict) -> None:
+def _print_epoch(epoch: int, epochs: int, steps: Optional[int], seconds: float, logs: dict) -> None:
     values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    print(f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {seconds:.1f}s - {values}", flush=True)
+    progress = f"{steps}/{steps} - " if steps else ""
+    print(f"Epoch {epoch + 1}/{epochs}\n{progress}{seconds:.1f}s - {values}", flush=True)
