@@ -39,3 +39,19 @@ def test_eight_devices_match_one_device():
         np.testing.assert_allclose(eight["history"][key], values, rtol=1e-3, atol=1e-5, err_msg=key)
     # BN amplifies float-order differences over 28 steps; the losses above are the tight check.
     np.testing.assert_allclose(eight["kernel"], one["kernel"], atol=5e-3)
+
+
+def test_xla_options_are_gated_on_what_this_jaxlib_accepts(monkeypatch):
+    from dlkit.training import devices
+
+    assert devices.default_compiler_options("cpu") in ({}, {"xla_cpu_experimental_ynn_fusion_type": ""})
+    monkeypatch.setattr(devices, "_CPU_OPTIONS", {"xla_cpu_option_no_jaxlib_has": ""})
+    assert devices.default_compiler_options("cpu") == {}  # a dropped flag is skipped, not an error
+
+
+def test_importing_dlkit_changes_no_global_jax_setting():
+    script = ("import os, jax; before = (os.environ.get('XLA_FLAGS'), jax.config.values.copy()); import dlkit; "
+              "t = dlkit.Trainer(dlkit.Sequential([dlkit.layers.Dense(1)]), loss='mse', compiler_options={}); "
+              "print(before == (os.environ.get('XLA_FLAGS'), jax.config.values), t.compiler_options)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "{}"], out.stderr[-2000:]
