@@ -1,12 +1,13 @@
 """``Trainer``: Keras' ``compile``/``fit``/``evaluate``/``predict`` over pure jitted steps.
 
 How an epoch runs: the training data is placed on the devices once; each
-epoch draws a permutation on the device from the state's RNG; one compiled
-program runs ``steps_per_execution`` batches (gathered on the device by
-index, split across devices along the batch axis) and adds their loss and
+epoch's sample order is drawn from the state (its RNG and step count); one
+compiled program runs ``steps_per_execution`` batches (gathered on the device
+by index, split across devices along the batch axis) and adds their loss and
 metric sums into on-device totals. The host syncs once per epoch, to read
-those totals. A short last batch runs as its own program (compiled once, not
-dropped, not padded, so batch statistics see only real samples).
+those totals. A short last batch is never dropped: it runs masked in the
+full-batch program when that is exact, else in its own program, compiled once.
+An iterable of batches runs batch by batch through the same steps.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
 from dlkit.training import weights_io
 from dlkit.training.state import TrainState
-from dlkit.training.step import COUNT, make_eval_step, make_train_step, means
+from dlkit.training.programs import Programs
+from dlkit.training.step import make_eval_step, make_train_step, means
 
 # Steps per compiled program (Keras' ``steps_per_execution``). On the 2-core CPU,
 # 4-8 unrolled steps ran no faster than one (the CNN epoch: 0.86-0.89 s either
@@ -63,10 +65,10 @@ class Trainer:
         self.pad_last_batch = pad_last_batch
         self.stop_training = False
         self.state: Optional[TrainState] = None
-        self.traces = 0  # how many programs have been traced (each trace is one compile)
         self._pass_training = accepts_training(model)
         self._metrics: Optional[list] = None
-        self._programs: dict = {}
+        self.programs = Programs(model.apply, lambda v, x: self._apply(v, x, False), self.loss, self.mesh,
+                                 self.compiler_options, self._pass_training)
         self._sample_shape = None
         self._checked: dict = {}
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
@@ -112,6 +114,7 @@ class Trainer:
             self._check_label_range(y, out.shape)
         if self._metrics is None:
             self._metrics = [metrics_lib.get(m, self.loss, (2, *y_shape[1:]), out.shape) for m in self.metric_ids]
+            self.programs.metrics = self._metrics
         return self._metrics
 
     def _check_label_range(self, y, out_shape) -> None:
@@ -126,59 +129,6 @@ class Trainer:
         kwargs = {"training": training} if self._pass_training else {}
         out, _ = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)}, mutable=[LOSSES], **kwargs)
         return out
-
-    # ------------------------------------------------------------------ programs
-    def _jit(self, fn, donate=(), options=None):
-        def traced(*args):
-            self.traces += 1
-            return fn(*args)
-        return jax.jit(traced, donate_argnums=donate, compiler_options=options or None)
-
-    def _split(self, batch, rows: int):
-        """Split a batch across the devices; a batch that does not divide evenly runs on each
-        device whole (padding it would change what batch normalization sees)."""
-        divides = rows % self.mesh.size == 0
-        sharding = devices_lib.batch_sharded(self.mesh) if divides else devices_lib.replicated(self.mesh)
-        return jax.lax.with_sharding_constraint(batch, sharding)
-
-    def _gather(self, data, perm, start, rows: int, valid):
-        """Rows ``perm[start:start+rows]`` of each array and a mask that is 0 from row ``valid`` on."""
-        offsets = jnp.arange(rows)
-        index = jnp.take(perm, start + offsets, mode="clip")
-        x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
-        mask = (offsets < valid).astype(jnp.float32)
-        return self._split((x, y, w, mask), rows)
-
-    def _program(self, kind: str, steps: int, size: int):
-        """The compiled program running ``steps`` batches of ``size`` rows (cached).
-
-        ``run(state, totals, data, perm, start, valid)`` takes rows ``perm[start:]``;
-        only the first ``valid`` of them are real, the rest are masked out.
-        """
-        key = (kind, steps, size, len(self._metrics))
-        if key in self._programs:
-            return self._programs[key]
-        train = kind == "train"
-        make = make_train_step if train else make_eval_step
-        step = make(self.model.apply, self.loss, self._metrics, self._pass_training)
-
-        def run(state, totals, data, perm, start, valid):
-            for i in range(steps):
-                batch = self._gather(data, perm, start + i * size, size, valid - i * size)
-                state, batch_totals = step(state, batch)
-                totals = jax.tree.map(jnp.add, totals, batch_totals)
-            return (state, totals) if train else totals
-
-        program = self._jit(run, donate=(0, 1) if train else (1,), options=self.compiler_options if train else None)
-        self._programs[key] = program
-        return program
-
-    def _log_names(self) -> list:
-        return ["loss", *(m.name for m in self._metrics)]
-
-    def _zeros_totals(self):
-        names = [*self._log_names(), COUNT]
-        return jax.device_put({k: jnp.zeros((), jnp.float32) for k in names}, devices_lib.replicated(self.mesh))
 
     def _on_device(self, x, y, weight):
         n = data_lib.num_samples(x, y)
@@ -195,9 +145,9 @@ class Trainer:
         chunks = [(steps, batch_size) for steps in [k] * (full // k) + ([full % k] if full % k else [])]
         if tail:
             chunks.append((1, batch_size if self._pad_last_batch() else tail))
-        totals, start = self._zeros_totals(), 0
+        totals, start = self.programs.zeros_totals(), 0
         for steps, size in chunks:
-            program = self._program("train", steps, size)
+            program = self.programs.chunk(True, steps, size)
             self.state, totals = program(self.state, totals, data, perm, start, min(steps * size, n - start))
             start += steps * size
         return totals
@@ -216,7 +166,7 @@ class Trainer:
     def _evaluator(self, source, batch_size: int, what: str):
         """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
         if data_lib.is_stream(source):
-            return lambda: _to_floats(means(self._stream_totals(source, train=False)), self._log_names())
+            return lambda: _to_floats(means(self._stream_totals(source, train=False)), self.programs.log_names)
         x, y, weight = (*source, None, None)[:3]
         x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
         self.build(x)
@@ -231,13 +181,13 @@ class Trainer:
             x, y, weight = data_lib.unpack_batch(batch)
             self.build(x)
             self._resolve_metrics(x, y)
-            totals = self._zeros_totals() if totals is None else totals
+            totals = self.programs.zeros_totals() if totals is None else totals
             rows = data_lib.num_samples(x, y)
             weight = np.ones(rows, np.float32) if weight is None else weight
             batch = (x, y, weight, np.ones(rows, np.float32))
             sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
                 else devices_lib.replicated(self.mesh)
-            result = self._stream_program(train)(self.state, totals, jax.device_put(batch, sharding))
+            result = self.programs.batch(train)(self.state, totals, jax.device_put(batch, sharding))
             self.state, totals = result if train else (self.state, result)
             count += 1
         if not count:
@@ -246,29 +196,14 @@ class Trainer:
                              "batches or a data loader).")
         return totals
 
-    def _stream_program(self, train: bool):
-        key = ("stream", train, len(self._metrics))
-        if key not in self._programs:
-            step = (make_train_step if train else make_eval_step)(
-                self.model.apply, self.loss, self._metrics, self._pass_training)
-
-            def run(state, totals, batch):
-                state, batch_totals = step(state, batch)
-                totals = jax.tree.map(jnp.add, totals, batch_totals)
-                return (state, totals) if train else totals
-
-            self._programs[key] = self._jit(run, donate=(0, 1) if train else (1,),
-                                            options=self.compiler_options if train else None)
-        return self._programs[key]
-
     def _evaluate_on_device(self, data, n: int, batch_size: int) -> dict:
         k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
-        program = self._program("eval", k, batch_size)
-        totals = self._zeros_totals()
+        program = self.programs.chunk(False, k, batch_size)
+        totals = self.programs.zeros_totals()
         perm = _permutation(self.state, n, False, devices_lib.replicated(self.mesh))
         for start in range(0, n, k * batch_size):
             totals = program(self.state, totals, data, perm, start, n - start)
-        return _to_floats(means(totals), self._log_names())
+        return _to_floats(means(totals), self.programs.log_names)
 
     # ------------------------------------------------------------------ Keras API
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
@@ -310,7 +245,7 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             began = time.perf_counter()
             totals = run_epoch()
-            logs = _to_floats(means(totals), self._log_names())
+            logs = _to_floats(means(totals), self.programs.log_names)
             if validate is not None:
                 logs.update({f"val_{k}": v for k, v in validate().items()})
             if verbose:
@@ -347,17 +282,14 @@ class Trainer:
         x = data_lib.to_arrays(x, "x")
         n = data_lib.num_samples(x)
         self.build(x)
-        key = ("predict", batch_size)
-        if key not in self._programs:
-            def run(variables, data, start):
-                last = jax.tree.leaves(data)[0].shape[0] - 1
-                index = jnp.clip(start + jnp.arange(batch_size), 0, last)
-                batch = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
-                return self._apply(variables, self._split(batch, batch_size), False)
-            self._programs[key] = self._jit(run)
-        program, data = self._programs[key], jax.device_put(x, devices_lib.replicated(self.mesh))
+        program, data = self.programs.predict(batch_size), jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
         return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
+
+    @property
+    def traces(self) -> int:
+        """How many programs have been traced (each trace is one compilation)."""
+        return self.programs.traces
 
     # ------------------------------------------------------------------ pure steps
     @property

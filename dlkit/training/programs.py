@@ -1,0 +1,114 @@
+"""The compiled programs behind ``Trainer``, each traced once per input shape.
+
+* ``chunk(train, steps, size)``: ``steps`` batches of ``size`` rows gathered on the
+  device from device-resident data by a permutation; rows past ``valid`` are
+  masked out (a short last batch).
+* ``batch(train)``: one batch handed in from a stream.
+* ``predict(size)``: model outputs for ``size`` rows.
+
+Train programs donate the state and the running totals, and add each step's
+loss and metric sums into those on-device totals, so the host need not sync
+until it reads them. Batches are split across devices along the mesh's batch
+axis; params stay replicated.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from dlkit.losses import Loss
+from dlkit.training import devices
+from dlkit.training.step import COUNT, make_eval_step, make_train_step
+
+
+class Programs:
+    def __init__(self, apply_fn: Callable, forward: Callable, loss: Loss, mesh: Mesh, train_options: dict,
+                 pass_training: bool):
+        self.apply_fn, self.forward, self.loss, self.mesh = apply_fn, forward, loss, mesh
+        self.train_options, self.pass_training = train_options, pass_training
+        self.metrics: Optional[list] = None  # bound by the Trainer once shapes are known
+        self.traces = 0  # every trace is one compilation
+        self._cache: dict = {}
+
+    @property
+    def log_names(self) -> list:
+        return ["loss", *(m.name for m in self.metrics)]
+
+    def zeros_totals(self):
+        names = [*self.log_names, COUNT]
+        return jax.device_put({k: jnp.zeros((), jnp.float32) for k in names}, devices.replicated(self.mesh))
+
+    def chunk(self, train: bool, steps: int, size: int):
+        """``run(state, totals, data, perm, start, valid) -> (state, totals)`` (train) or ``totals``."""
+        def run(state, totals, data, perm, start, valid):
+            for i in range(steps):
+                batch = self._gather(data, perm, start + i * size, size, valid - i * size)
+                state, totals = self._accumulate(step, state, totals, batch)
+            return (state, totals) if train else totals
+
+        step = self._step(train)
+        return self._cached(("chunk", train, steps, size), run, train)
+
+    def batch(self, train: bool):
+        """``run(state, totals, (x, y, weight, mask))``, for batches handed in one at a time."""
+        def run(state, totals, batch):
+            state, totals = self._accumulate(step, state, totals, batch)
+            return (state, totals) if train else totals
+
+        step = self._step(train)
+        return self._cached(("batch", train), run, train)
+
+    def predict(self, size: int):
+        """``run(variables, data, start)``: outputs for rows ``start .. start + size`` (clipped)."""
+        def run(variables, data, start):
+            last = jax.tree.leaves(data)[0].shape[0] - 1
+            index = jnp.clip(start + jnp.arange(size), 0, last)
+            x = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
+            return self.forward(variables, self.split(x, size))
+
+        key = ("predict", size)
+        if key not in self._cache:
+            self._cache[key] = self._jit(run, (), None)
+        return self._cache[key]
+
+    def split(self, batch, rows: int):
+        """Split a batch across the devices; a batch that does not divide evenly runs on each
+        device whole (padding it would change what batch normalization sees)."""
+        divides = rows % self.mesh.size == 0
+        sharding = devices.batch_sharded(self.mesh) if divides else devices.replicated(self.mesh)
+        return jax.lax.with_sharding_constraint(batch, sharding)
+
+    def _gather(self, data, perm, start, rows: int, valid):
+        """Rows ``perm[start:start+rows]`` of each array and a mask that is 0 from row ``valid`` on."""
+        offsets = jnp.arange(rows)
+        index = jnp.take(perm, start + offsets, mode="clip")
+        x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
+        mask = (offsets < valid).astype(jnp.float32)
+        return self.split((x, y, w, mask), rows)
+
+    @staticmethod
+    def _accumulate(step, state, totals, batch):
+        state, batch_totals = step(state, batch)
+        return state, jax.tree.map(jnp.add, totals, batch_totals)
+
+    def _step(self, train: bool):
+        make = make_train_step if train else make_eval_step
+        return make(self.apply_fn, self.loss, self.metrics, self.pass_training)
+
+    def _cached(self, key: tuple, run: Callable, train: bool):
+        key = (*key, len(self.metrics))
+        if key not in self._cache:
+            # The XLA options speed the training step and slow inference (measured), so
+            # only training programs get them.
+            self._cache[key] = self._jit(run, (0, 1) if train else (1,), self.train_options if train else None)
+        return self._cache[key]
+
+    def _jit(self, fn: Callable, donate: tuple, options: Optional[dict]):
+        def traced(*args):
+            self.traces += 1
+            return fn(*args)
+
+        return jax.jit(traced, donate_argnums=donate, compiler_options=options or None)
