@@ -228,3 +228,55 @@ def test_summary_before_any_data(capsys):
     # conv 3*3*8 + 8 = 80; BN gamma, beta (16) + moving mean, variance (16); dense 1352*10 + 10 = 13,530
     assert "Total params: 13,642" in text and "Trainable params: 13,626" in text
     assert "Non-trainable params: 16" in text
+
+
+def test_batch_hooks_see_running_means_and_cost_nothing_unused(digits8x8):
+    x, y = digits8x8[0][:640], digits8x8[1][:640]
+    seen = []
+    hooks = dlkit.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append((batch, dict(logs))))
+    trainer = dlkit.Trainer(mlp(8), optimizer="adam", loss=dlkit.losses.SparseCategoricalCrossentropy(True),
+                            metrics=["accuracy"], steps_per_execution=2)
+    history = trainer.fit(x, y, batch_size=100, epochs=1, callbacks=[hooks], verbose=0)
+    assert [b for b, _ in seen] == [1, 3, 5, 6]  # chunks of 2 steps, then the short batch of 40
+    assert seen[-1][1] == {"loss": history.history["loss"][0], "accuracy": history.history["accuracy"][0]}
+    assert not dlkit.callbacks.CallbackList([dlkit.callbacks.History()], trainer, {}).wants_batches
+
+
+def test_save_and_load_weights_round_trip(tmp_path, digits8x8):
+    x, y = digits8x8
+    trained = dlkit.Trainer(mlp(16), optimizer="adam", loss=dlkit.losses.SparseCategoricalCrossentropy(True))
+    trained.fit(x[:500], y[:500], epochs=2, verbose=0)
+    trained.save_weights(str(tmp_path / "w.weights"))
+    fresh = dlkit.Trainer(mlp(16), optimizer="adam", loss=dlkit.losses.SparseCategoricalCrossentropy(True), seed=5)
+    fresh.build(x[:1])
+    assert not np.allclose(fresh.predict(x[:20]), trained.predict(x[:20]))
+    fresh.load_weights(str(tmp_path / "w.weights"))
+    np.testing.assert_array_equal(fresh.predict(x[:20]), trained.predict(x[:20]))
+
+
+def test_dropout_is_on_in_fit_and_off_in_predict(digits8x8):
+    x, y = digits8x8[0][:256], digits8x8[1][:256]
+    model = dlkit.Sequential([dlkit.Input((64,)), layers.Dropout(0.5), layers.Dense(10)])
+    trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.0),
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(True))
+    no_dropout = trainer.evaluate(x, y, verbose=0)
+    train_losses = [trainer.fit(x, y, batch_size=256, epochs=1, verbose=0).history["loss"][0] for _ in range(3)]
+    assert len(set(train_losses)) == 3 and all(abs(t - no_dropout) > 1e-4 for t in train_losses)
+    np.testing.assert_array_equal(trainer.predict(x), trainer.predict(x))
+
+
+def test_changing_the_learning_rate_changes_the_update_without_recompiling(digits8x8):
+    x, y = digits8x8[0][:128], digits8x8[1][:128]
+    trainer = dlkit.Trainer(dlkit.Sequential([dlkit.Input((64,)), layers.Dense(10)]),
+                            optimizer=dlkit.optimizers.SGD(0.1), loss=dlkit.losses.SparseCategoricalCrossentropy(True))
+    trainer.fit(x, y, batch_size=128, epochs=1, shuffle=False, verbose=0)
+    traces = trainer.traces
+    before = trainer.get_weights()[0]
+    trainer.fit(x, y, batch_size=128, epochs=1, shuffle=False, verbose=0)
+    step_at_01 = trainer.get_weights()[0] - before
+    trainer.optimizer.learning_rate = 0.0
+    assert trainer.learning_rate == 0.0
+    frozen = trainer.get_weights()[0]
+    trainer.fit(x, y, batch_size=128, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(trainer.get_weights()[0], frozen)
+    assert np.abs(step_at_01).max() > 0 and trainer.traces == traces

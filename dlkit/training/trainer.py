@@ -22,6 +22,7 @@ from dlkit import losses as losses_lib
 from dlkit import metrics as metrics_lib
 from dlkit import optimizers
 from dlkit.callbacks import CallbackList, History
+from dlkit.callbacks.base import LazyLogs
 from dlkit.layers.base import LOSSES, accepts_training
 from dlkit.models import summary as summary_lib
 from dlkit.training import data as data_lib
@@ -138,7 +139,7 @@ class Trainer:
         return jax.device_put((x, y, weight), devices_lib.replicated(self.mesh)), n
 
     # ------------------------------------------------------------------ epochs
-    def _train_epoch(self, data, n: int, batch_size: int, shuffle: bool):
+    def _train_epoch(self, data, n: int, batch_size: int, shuffle: bool, on_chunk=None):
         perm = _permutation(self.state, n, shuffle, devices_lib.replicated(self.mesh))
         full, tail = divmod(n, batch_size)
         k = self.steps_per_execution
@@ -148,8 +149,12 @@ class Trainer:
         totals, start = self.programs.zeros_totals(), 0
         for steps, size in chunks:
             program = self.programs.chunk(True, steps, size)
+            if on_chunk:
+                on_chunk("begin", start // batch_size, totals)
             self.state, totals = program(self.state, totals, data, perm, start, min(steps * size, n - start))
             start += steps * size
+            if on_chunk:
+                on_chunk("end", -(-min(start, n) // batch_size) - 1, totals)
         return totals
 
     def _pad_last_batch(self) -> bool:
@@ -174,7 +179,7 @@ class Trainer:
         data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"))
         return lambda: self._evaluate_on_device(data, n, batch_size)
 
-    def _stream_totals(self, batches, train: bool):
+    def _stream_totals(self, batches, train: bool, on_chunk=None):
         """Run every batch an iterable yields; each new batch shape compiles once."""
         totals, count = None, 0
         for batch in batches:
@@ -187,8 +192,12 @@ class Trainer:
             batch = (x, y, weight, np.ones(rows, np.float32))
             sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
                 else devices_lib.replicated(self.mesh)
+            if on_chunk:
+                on_chunk("begin", count, totals)
             result = self.programs.batch(train)(self.state, totals, jax.device_put(batch, sharding))
             self.state, totals = result if train else (self.state, result)
+            if on_chunk:
+                on_chunk("end", count, totals)
             count += 1
         if not count:
             raise ValueError("The batch iterable yielded no batches. A generator is used up after one pass: for "
@@ -220,7 +229,7 @@ class Trainer:
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
                                  "validation_data instead of validation_split.")
-            run_epoch, steps = lambda: self._stream_totals(x, train=True), None
+            run_epoch, steps = lambda hook: self._stream_totals(x, train=True, on_chunk=hook), None
         else:
             x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
             weight = data_lib.to_arrays(sample_weight, "sample_weight")
@@ -230,7 +239,8 @@ class Trainer:
             self.build(x)
             self._resolve_metrics(x, y)
             data, n = self._on_device(x, y, weight)
-            run_epoch, steps = lambda: self._train_epoch(data, n, batch_size, shuffle), -(-n // batch_size)
+            run_epoch = lambda hook: self._train_epoch(data, n, batch_size, shuffle, hook)  # noqa: E731
+            steps = -(-n // batch_size)
         validate = None
         if validation_data is not None:
             validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
@@ -240,11 +250,18 @@ class Trainer:
         cbs = CallbackList([*(callbacks or []), history], self, {"epochs": epochs, "verbose": verbose,
                                                                    "steps": steps})
         self.stop_training = False
+        def batch_hook(when: str, index: int, totals) -> None:
+            if when == "end":  # the next chunk donates ``totals``: keep a copy for a late reader
+                totals = jax.tree.map(jnp.copy, totals)
+            logs = None if when == "begin" else LazyLogs(lambda: _to_floats(means(totals), self.programs.log_names))
+            getattr(cbs, f"on_train_batch_{when}")(index, logs)
+
+        hook = batch_hook if cbs.wants_batches else None
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             began = time.perf_counter()
-            totals = run_epoch()
+            totals = run_epoch(hook)
             logs = _to_floats(means(totals), self.programs.log_names)
             if validate is not None:
                 logs.update({f"val_{k}": v for k, v in validate().items()})
@@ -285,6 +302,31 @@ class Trainer:
         program, data = self.programs.predict(batch_size), jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
         return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the optimizer uses now (in its state: setting it recompiles nothing)."""
+        self._require_built("learning_rate")
+        value = optimizers.learning_rate_of(self.state.opt_state)
+        if value is None:
+            raise ValueError("This optimizer keeps no learning rate in its state. Use a dlkit.optimizers "
+                             "constructor (e.g. dlkit.optimizers.Adam(1e-3)) or wrap your optax optimizer "
+                             "in optax.inject_hyperparams.")
+        return float(value)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.learning_rate  # noqa: B018 - raises the explanatory error if there is none
+        opt_state = self.state.opt_state
+        hyperparams = dict(opt_state.hyperparams)
+        old = hyperparams["learning_rate"]
+        hyperparams["learning_rate"] = jax.device_put(jnp.asarray(value, old.dtype), old.sharding)
+        self.state = self.state.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
+
+    @property
+    def optimizer(self):
+        """Keras' ``model.optimizer``: ``trainer.optimizer.learning_rate`` reads and sets the rate."""
+        return _OptimizerView(self)
 
     @property
     def traces(self) -> int:
@@ -341,6 +383,19 @@ class Trainer:
             raise ValueError(
                 f"{what}() needs a built model: give the first layer input_shape=..., start the Sequential "
                 f"with dlkit.Input(shape), pass Trainer(..., input_shape=...), or call fit/predict first.")
+
+
+class _OptimizerView:
+    def __init__(self, trainer: "Trainer"):
+        object.__setattr__(self, "_trainer", trainer)
+
+    @property
+    def learning_rate(self) -> float:
+        return self._trainer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._trainer.learning_rate = value
 
 
 def _permutation(state: TrainState, n: int, shuffle: bool, sharding) -> jax.Array:
