@@ -1,7 +1,7 @@
 """The conventions every dlkit layer follows, and that user-written Linen modules may follow.
 
-* **Training flag.** ``__call__(self, inputs, training: bool = False)``, Keras'
-  ``training=`` call argument. The loop passes ``training=True`` in ``fit`` and
+* **Training flag.** ``__call__(self, inputs, training: bool = False)`` (a dlkit
+  ``Layer`` implements it as ``call``), Keras' ``training=`` call argument. The loop passes ``training=True`` in ``fit`` and
   ``False`` in ``evaluate``/``predict``; a module whose ``__call__`` has no
   ``training`` parameter is simply called without it.
 * **Randomness.** Training-time randomness (dropout, augmentation) draws from
@@ -23,7 +23,7 @@ from typing import ClassVar, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dlkit import activations, initializers, regularizers
+from dlkit import activations, initializers, regularizers, symbolic
 
 LOSSES = "losses"
 
@@ -42,7 +42,7 @@ def accepts_training(module: nn.Module) -> bool:
     return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def call(module: nn.Module, inputs, training: bool):
+def call_with_training(module: nn.Module, inputs, training: bool):
     """Call a layer, passing ``training`` only where it is accepted."""
     if accepts_training(module):
         return module(inputs, training=training)
@@ -62,12 +62,25 @@ def as_tuple(value, n: int, what: str) -> tuple:
 class Layer(nn.Module):
     """Base class of dlkit layers: a Linen module with a Keras name.
 
+    Subclasses implement ``call(self, inputs, training=False)`` as in Keras
+    (decorated with ``nn.compact`` when they create variables). Calling a layer
+    on arrays runs ``call``; calling it on a symbolic tensor (``dlkit.Input``)
+    records it in a functional-API graph instead.
+
     ``input_shape`` (without the batch dimension), as on a Keras first layer,
     lets a model be built, and summarised, before it sees data.
     """
 
     input_shape: Optional[Sequence[int]] = dataclasses.field(default=None, kw_only=True)
     keras_name: ClassVar[str] = "layer"
+
+    def __call__(self, inputs, *args, **kwargs):
+        if symbolic.is_symbolic(inputs):
+            return symbolic.call_layer(self, inputs, *args, **kwargs)
+        return self.call(inputs, *args, **kwargs)
+
+    def call(self, inputs, training: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} must implement call(self, inputs, training=False).")
 
 
 class WeightedLayer(Layer):

@@ -42,7 +42,7 @@ class _Conv(WeightedLayer):
     rank: ClassVar[int] = 2
 
     @nn.compact
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         name = type(self).__name__
         if self.data_format not in (None, "channels_last"):
             raise ValueError(f"{name} supports data_format='channels_last' only; transpose inputs to channels last.")

@@ -25,7 +25,7 @@ class Dense(WeightedLayer):
     keras_name: ClassVar[str] = "dense"
 
     @nn.compact
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         kernel, bias = self._weights((inputs.shape[-1], self.units), self.units)
         return self._output(inputs @ kernel, bias)
 
@@ -36,7 +36,7 @@ class Activation(Layer):
     activation: Any
     keras_name: ClassVar[str] = "activation"
 
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         return activations.get(self.activation)(inputs)
 
 
@@ -52,7 +52,7 @@ class Dropout(Layer):
     noise_shape: Optional[Sequence[Optional[int]]] = None
     keras_name: ClassVar[str] = "dropout"
 
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         if not 0.0 <= self.rate < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {self.rate}.")
         if not training or self.rate == 0.0:
@@ -69,7 +69,7 @@ class Flatten(Layer):
 
     keras_name: ClassVar[str] = "flatten"
 
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         return inputs.reshape(inputs.shape[0], -1)
 
 
@@ -79,5 +79,5 @@ class Reshape(Layer):
     target_shape: Sequence[int]
     keras_name: ClassVar[str] = "reshape"
 
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         return inputs.reshape(inputs.shape[0], *self.target_shape)

@@ -31,7 +31,7 @@ class BatchNormalization(Layer):
     keras_name: ClassVar[str] = "batch_normalization"
 
     @nn.compact
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         axis = self.axis % inputs.ndim
         size = inputs.shape[axis]
         reduce_axes = tuple(a for a in range(inputs.ndim) if a != axis)

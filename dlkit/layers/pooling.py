@@ -24,7 +24,7 @@ class _Pooling(Layer):
     rank: ClassVar[int] = 2
     reduce: ClassVar[str] = "max"
 
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         if inputs.ndim != self.rank + 2:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of rank {self.rank + 2}, got shape {inputs.shape}."
@@ -46,7 +46,7 @@ class _GlobalPooling(Layer):
     rank: ClassVar[int] = 2
     reduce: ClassVar[str] = "max"
 
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         axes = tuple(range(1, self.rank + 1))
         op = jnp.max if self.reduce == "max" else jnp.mean
         return op(inputs, axis=axes, keepdims=self.keepdims)

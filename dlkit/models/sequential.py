@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 
-from dlkit.layers.base import call
+from dlkit.layers.base import call_with_training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,5 +100,5 @@ class Sequential(nn.Module):
             raise ValueError("This Sequential has no layers; pass a list of layers or call add().")
         x = inputs
         for layer, name in zip(self.layers, self.layer_names):
-            x = call(layer.clone(parent=self, name=name), x, training)
+            x = call_with_training(layer.clone(parent=self, name=name), x, training)
         return x
