@@ -27,7 +27,7 @@ from dlkit.layers.base import LOSSES, accepts_training
 from dlkit.models import summary as summary_lib
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
-from dlkit.training import weights_io
+from dlkit.training import checkpoints, weights_io
 from dlkit.training.state import TrainState
 from dlkit.training.programs import Programs
 from dlkit.training.step import make_eval_step, make_train_step, means
@@ -65,6 +65,8 @@ class Trainer:
             else dict(compiler_options)
         self.pad_last_batch = pad_last_batch
         self.stop_training = False
+        self.epoch = 0  # epochs completed, saved with checkpoints
+        self._restored_epoch: Optional[int] = None
         self.state: Optional[TrainState] = None
         self._pass_training = accepts_training(model)
         self._metrics: Optional[list] = None
@@ -225,6 +227,7 @@ class Trainer:
         batches that is iterated anew each epoch.
         """
         batch_size = data_lib.check_batch_size(batch_size)
+        self._check_initial_epoch(initial_epoch)
         if data_lib.is_stream(x):
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
@@ -267,11 +270,18 @@ class Trainer:
                 logs.update({f"val_{k}": v for k, v in validate().items()})
             if verbose:
                 _print_epoch(epoch, epochs, steps, time.perf_counter() - began, logs)
+            self.epoch = epoch + 1
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         cbs.on_train_end()
         return history
+
+    def _check_initial_epoch(self, initial_epoch: int) -> None:
+        restored, self._restored_epoch = self._restored_epoch, None
+        if restored is not None and initial_epoch != restored:
+            raise ValueError(f"The loaded checkpoint was saved after epoch {restored}, but fit() was given "
+                             f"initial_epoch={initial_epoch}. Pass initial_epoch={restored} to continue it.")
 
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
                  sample_weight=None, return_dict: bool = False):
@@ -377,6 +387,33 @@ class Trainer:
         """Read variables saved by ``save_weights`` into this (built) model."""
         self._require_built("load_weights")
         self.set_weights(weights_io.flatten(weights_io.load(path, self.state.variables), self._weight_order))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False) -> None:
+        """Save the full training state (or the weights only) as an Orbax checkpoint in ``directory``,
+        labelled with the number of epochs completed."""
+        self._require_built("save_checkpoint")
+        epoch = self.epoch if epoch is None else epoch
+        meta = {"epoch": epoch, "weights_only": weights_only,
+                "sample_shape": checkpoints.encode_shape(self._sample_shape)}
+        checkpoints.save(directory, epoch, checkpoints.to_tree(self.state, weights_only), meta)
+
+    def load_checkpoint(self, directory: str, epoch: Optional[int] = None) -> int:
+        """Restore the latest (or the given) checkpoint in ``directory``; returns its epoch.
+
+        Works on a fresh Trainer that has seen no data: the model is built from the
+        sample shape saved with the checkpoint. Continue with ``fit(..., initial_epoch=epoch)``.
+        """
+        epoch, meta = checkpoints.read_meta(directory, epoch)
+        if self.state is None:
+            self.build(jax.tree.map(lambda s: np.zeros((1, *s), np.float32), checkpoints.decode_shape(
+                meta["sample_shape"]), is_leaf=lambda s: isinstance(s, tuple) and all(isinstance(d, int) for d in s)))
+        target = checkpoints.to_tree(self.state, meta.get("weights_only", False))
+        tree = checkpoints.restore(directory, epoch, target)
+        self.state = jax.device_put(checkpoints.from_tree(self.state, tree), devices_lib.replicated(self.mesh))
+        if not meta.get("weights_only", False):
+            self.epoch = self._restored_epoch = int(meta["epoch"])
+        return epoch
 
     def _require_built(self, what: str) -> None:
         if self.state is None:

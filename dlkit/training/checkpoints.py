@@ -1,0 +1,85 @@
+"""Checkpoints of the full training state, written with Orbax.
+
+A checkpoint directory is an Orbax ``CheckpointManager`` directory: one
+sub-directory per saved epoch, each written to a temporary name and renamed
+only when complete (Orbax's atomic commit), so a process killed mid-save
+leaves the previous checkpoint as the latest readable one. Each holds the
+state (params, other collections, optimizer state, step, RNG) and a small
+JSON record (epochs completed, the sample shape the model was built with).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from dlkit.training.state import TrainState
+
+
+def to_tree(state: TrainState, weights_only: bool = False) -> dict:
+    tree = {"params": state.params, "model_state": state.model_state}
+    if not weights_only:
+        tree.update(step=state.step, opt_state=state.opt_state, rng=jax.random.key_data(state.rng))
+    return tree
+
+
+def from_tree(state: TrainState, tree: dict) -> TrainState:
+    """``state`` with every part found in ``tree`` replaced (a weights-only tree replaces the weights)."""
+    parts = {"params": tree["params"], "model_state": tree["model_state"]}
+    if "opt_state" in tree:
+        parts.update(step=tree["step"], opt_state=tree["opt_state"], rng=jax.random.wrap_key_data(tree["rng"]))
+    return state.replace(**parts)
+
+
+def encode_shape(shape):
+    """A sample shape (or a dict / tuple of them) as JSON."""
+    if isinstance(shape, dict):
+        return {k: encode_shape(v) for k, v in shape.items()}
+    if isinstance(shape, (tuple, list)) and shape and not isinstance(shape[0], (int, np.integer)):
+        return [encode_shape(s) for s in shape]
+    return [int(d) for d in shape]
+
+
+def decode_shape(value):
+    if isinstance(value, dict):
+        return {k: decode_shape(v) for k, v in value.items()}
+    if value and isinstance(value[0], list):
+        return tuple(decode_shape(v) for v in value)
+    return tuple(value)
+
+
+def _manager(directory: str, max_to_keep: Optional[int] = None) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(directory: str, epoch: int, tree: dict, meta: dict, max_to_keep: Optional[int] = None) -> None:
+    """Save ``tree`` as the checkpoint for ``epoch`` (epochs completed) and wait until it is committed."""
+    manager = _manager(directory, max_to_keep)
+    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
+                 force=True)
+    manager.wait_until_finished()
+    manager.close()
+
+
+def read_meta(directory: str, epoch: Optional[int] = None) -> tuple[int, dict]:
+    """``(epoch, meta)`` of the given or latest committed checkpoint."""
+    manager = _manager(directory)
+    epoch = manager.latest_step() if epoch is None else epoch
+    if epoch is None:
+        raise FileNotFoundError(f"No checkpoint in {directory!r}: save one with ModelCheckpoint or "
+                                f"Trainer.save_checkpoint first.")
+    meta = manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    manager.close()
+    return epoch, meta
+
+
+def restore(directory: str, epoch: int, target: dict) -> dict:
+    """The state tree saved for ``epoch``, shaped like ``target``."""
+    manager = _manager(directory)
+    restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    manager.close()
+    return restored.state
