@@ -5,48 +5,84 @@ so the learning rate lives in the optimizer state: callbacks can change it
 without recompiling the step. ``learning_rate`` may be a float or an optax
 schedule (a function of the step count). Any ``optax.GradientTransformation``
 is accepted as is wherever an optimizer is.
+
+Keras' gradient clipping arguments, applied to the gradients before the update:
+``clipvalue=v`` clips each element to ``[-v, v]``; ``clipnorm=c`` rescales each
+weight's gradient ``g`` to ``g * min(1, c / ||g||)``; ``global_clipnorm=c`` rescales
+all of them together by ``min(1, c / sqrt(sum ||g||^2))``.
 """
 from __future__ import annotations
 
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
 import optax
 
 from dlkit._registry import lookup
 
 
-def SGD(learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False):  # noqa: N802 - Keras name
+def clip_by_norm(max_norm: float) -> optax.GradientTransformation:
+    """Keras' ``clipnorm``: each gradient array is rescaled to L2 norm at most ``max_norm``."""
+    def clip(g):
+        norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+        return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+
+    return optax.stateless(lambda updates, params=None: jax.tree.map(clip, updates))
+
+
+def _build(optimizer, clipnorm: Optional[float], clipvalue: Optional[float], global_clipnorm: Optional[float],
+           **hyperparams) -> optax.GradientTransformation:
+    if clipnorm is not None and global_clipnorm is not None:
+        raise ValueError("Pass clipnorm (per weight) or global_clipnorm (all weights together), not both.")
+    clipping = [t for t in (None if clipvalue is None else optax.clip(clipvalue),
+                            None if clipnorm is None else clip_by_norm(clipnorm),
+                            None if global_clipnorm is None else optax.clip_by_global_norm(global_clipnorm))
+                if t is not None]
+    inner = optax.inject_hyperparams(optimizer)(**hyperparams)
+    return optax.chain(*clipping, inner) if clipping else inner
+
+
+def SGD(learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False, clipnorm=None, clipvalue=None,  # noqa: N802
+        global_clipnorm=None):
     """``v = momentum * v + g; w -= lr * v`` (Keras' default lr 0.01)."""
-    return optax.inject_hyperparams(optax.sgd)(
-        learning_rate=learning_rate, momentum=momentum or None, nesterov=nesterov)
+    return _build(optax.sgd, clipnorm, clipvalue, global_clipnorm,
+                  learning_rate=learning_rate, momentum=momentum or None, nesterov=nesterov)
 
 
-def Adam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):  # noqa: N802
+def Adam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
+         clipnorm=None, clipvalue=None, global_clipnorm=None):
     """Adam with Keras' defaults."""
-    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
+    return _build(optax.adam, clipnorm, clipvalue, global_clipnorm,
+                  learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
 
 
 def AdamW(learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9, beta_2: float = 0.999,  # noqa: N802
-          epsilon: float = 1e-7):
+          epsilon: float = 1e-7, clipnorm=None, clipvalue=None, global_clipnorm=None):
     """Adam with decoupled weight decay, Keras' defaults."""
-    return optax.inject_hyperparams(optax.adamw)(
-        learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon, weight_decay=weight_decay)
+    return _build(optax.adamw, clipnorm, clipvalue, global_clipnorm,
+                  learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon, weight_decay=weight_decay)
 
 
 def RMSprop(learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,  # noqa: N802
-            centered: bool = False):
+            centered: bool = False, clipnorm=None, clipvalue=None, global_clipnorm=None):
     """RMSprop with Keras' defaults."""
-    return optax.inject_hyperparams(optax.rmsprop)(
-        learning_rate=learning_rate, decay=rho, eps=epsilon, momentum=momentum or None, centered=centered)
+    return _build(optax.rmsprop, clipnorm, clipvalue, global_clipnorm,
+                  learning_rate=learning_rate, decay=rho, eps=epsilon, momentum=momentum or None, centered=centered)
 
 
-def Adagrad(learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7):  # noqa: N802
+def Adagrad(learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,  # noqa: N802
+            clipnorm=None, clipvalue=None, global_clipnorm=None):
     """Adagrad with Keras' defaults."""
-    return optax.inject_hyperparams(optax.adagrad)(
-        learning_rate=learning_rate, initial_accumulator_value=initial_accumulator_value, eps=epsilon)
+    return _build(optax.adagrad, clipnorm, clipvalue, global_clipnorm, learning_rate=learning_rate,
+                  initial_accumulator_value=initial_accumulator_value, eps=epsilon)
 
 
-def Nadam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):  # noqa: N802
+def Nadam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
+          clipnorm=None, clipvalue=None, global_clipnorm=None):
     """Adam with Nesterov momentum, Keras' defaults."""
-    return optax.inject_hyperparams(optax.nadam)(learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
+    return _build(optax.nadam, clipnorm, clipvalue, global_clipnorm,
+                  learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
 
 
 _OPTIMIZERS = {
@@ -71,7 +107,30 @@ def get(identifier) -> optax.GradientTransformation:
     )
 
 
+def _with_hyperparams(opt_state, replace=None):
+    """Find the first ``inject_hyperparams`` state (also inside chains); optionally replace it."""
+    if hasattr(opt_state, "hyperparams"):
+        return opt_state, (replace(opt_state) if replace else opt_state)
+    if isinstance(opt_state, tuple) and not hasattr(opt_state, "_fields"):
+        for i, part in enumerate(opt_state):
+            found, new = _with_hyperparams(part, replace)
+            if found is not None:
+                return found, opt_state[:i] + (new,) + opt_state[i + 1:]
+    return None, opt_state
+
+
 def learning_rate_of(opt_state):
     """The current learning rate held in an ``inject_hyperparams`` state, or None."""
-    hyperparams = getattr(opt_state, "hyperparams", None)
-    return None if hyperparams is None else hyperparams.get("learning_rate")
+    found, _ = _with_hyperparams(opt_state)
+    return None if found is None else found.hyperparams.get("learning_rate")
+
+
+def with_learning_rate(opt_state, value):
+    """``opt_state`` with its learning rate set to ``value`` (same dtype and placement)."""
+    def replace(state):
+        hyperparams = dict(state.hyperparams)
+        old = hyperparams["learning_rate"]
+        hyperparams["learning_rate"] = jax.device_put(jnp.asarray(value, old.dtype), old.sharding)
+        return state._replace(hyperparams=hyperparams)
+
+    return _with_hyperparams(opt_state, replace)[1]

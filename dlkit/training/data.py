@@ -93,3 +93,20 @@ def unpack_batch(batch):
     x, y, *weight = batch
     weight = to_arrays(weight[0], "sample_weight") if weight else None
     return to_arrays(x, "x"), to_arrays(y, "y"), weight
+
+
+def class_weights(y, class_weight: dict, sample_weight=None) -> np.ndarray:
+    """Keras' ``class_weight``: each sample's weight is ``class_weight[its class]`` (times its
+    ``sample_weight``). The class is the label, the argmax of a one-hot row, or a rounded 0/1 target."""
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] > 1:
+        classes = y.argmax(-1)
+    else:
+        classes = np.rint(y.reshape(len(y))).astype(np.int64)
+    missing = sorted(set(np.unique(classes).tolist()) - set(class_weight))
+    if missing:
+        raise ValueError(f"class_weight has no weight for class {missing[0]} (classes present: "
+                         f"{sorted(np.unique(classes).tolist())}); give every class a weight.")
+    lookup = np.vectorize(lambda c: float(class_weight[c]), otypes=[np.float32])
+    weights = lookup(classes)
+    return weights if sample_weight is None else weights * np.asarray(sample_weight, np.float32)

@@ -75,8 +75,9 @@ class Trainer:
         self._sample_shape = None
         self._checked: dict = {}
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
-        if shape is not None:
-            self.build(np.zeros((1, *shape), np.float32))
+        if shape is not None:  # one sample shape, or a tuple/list/dict of them (a multi-input model)
+            self.build(jax.tree.map(lambda s: np.zeros((1, *s), np.float32), shape, is_leaf=lambda s: isinstance(
+                s, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in s)))
 
     # ------------------------------------------------------------------ building
     def build(self, sample_x) -> None:
@@ -219,7 +220,7 @@ class Trainer:
     # ------------------------------------------------------------------ Keras API
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
             callbacks: Optional[list] = None, validation_split: float = 0.0, validation_data=None,
-            shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
+            shuffle: bool = True, class_weight: Optional[dict] = None, sample_weight=None, initial_epoch: int = 0,
             validation_batch_size: Optional[int] = None) -> History:
         """Train for ``epochs`` epochs (Keras' ``fit``); returns the ``History``.
 
@@ -237,6 +238,8 @@ class Trainer:
             x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
             weight = data_lib.to_arrays(sample_weight, "sample_weight")
             data_lib.num_samples(x, y)
+            if class_weight is not None:
+                weight = data_lib.class_weights(y, class_weight, weight)
             (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
             validation_data = validation_data if validation_data is not None else val
             self.build(x)
@@ -327,11 +330,7 @@ class Trainer:
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         self.learning_rate  # noqa: B018 - raises the explanatory error if there is none
-        opt_state = self.state.opt_state
-        hyperparams = dict(opt_state.hyperparams)
-        old = hyperparams["learning_rate"]
-        hyperparams["learning_rate"] = jax.device_put(jnp.asarray(value, old.dtype), old.sharding)
-        self.state = self.state.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
+        self.state = self.state.replace(opt_state=optimizers.with_learning_rate(self.state.opt_state, value))
 
     @property
     def optimizer(self):
