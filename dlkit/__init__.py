@@ -1,12 +1,12 @@
 """dlkit: Keras' words on Flax Linen, Optax and one jit-compiled training loop."""
 from dlkit import (activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers,
                    regularizers, utils)
-from dlkit.models import Input, Sequential
+from dlkit.models import Input, Model, Sequential
 from dlkit.training import Trainer, TrainState
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Sequential", "TrainState", "Trainer", "activations", "callbacks", "datasets", "initializers",
+    "Input", "Model", "Sequential", "TrainState", "Trainer", "activations", "callbacks", "datasets", "initializers",
     "layers", "losses", "metrics", "models", "optimizers", "regularizers", "utils",
 ]

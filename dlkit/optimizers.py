@@ -108,14 +108,24 @@ def get(identifier) -> optax.GradientTransformation:
 
 
 def _with_hyperparams(opt_state, replace=None):
-    """Find the first ``inject_hyperparams`` state (also inside chains); optionally replace it."""
+    """Find the first ``inject_hyperparams`` state inside chains, masks and multi-transforms;
+    return it and ``opt_state`` with it replaced by ``replace(it)`` (if given)."""
     if hasattr(opt_state, "hyperparams"):
         return opt_state, (replace(opt_state) if replace else opt_state)
-    if isinstance(opt_state, tuple) and not hasattr(opt_state, "_fields"):
-        for i, part in enumerate(opt_state):
-            found, new = _with_hyperparams(part, replace)
-            if found is not None:
-                return found, opt_state[:i] + (new,) + opt_state[i + 1:]
+    if isinstance(opt_state, dict):
+        parts = list(opt_state.items())
+    elif isinstance(opt_state, tuple):
+        parts = list(zip(getattr(opt_state, "_fields", range(len(opt_state))), opt_state))
+    else:
+        return None, opt_state
+    for key, part in parts:
+        found, new = _with_hyperparams(part, replace)
+        if found is not None:
+            if isinstance(opt_state, dict):
+                return found, {**opt_state, key: new}
+            if hasattr(opt_state, "_fields"):
+                return found, opt_state._replace(**{key: new})
+            return found, opt_state[:key] + (new,) + opt_state[key + 1:]
     return None, opt_state
 
 

@@ -1,18 +1,218 @@
 """Symbolic tensors for Keras' functional API: ``Input(shape)`` and layers called on it.
 
-(Filled in by the functional-API work; the layer base class dispatches here.)
+``inputs = dlkit.Input((28, 28, 1))`` is a :class:`SymbolicTensor`: a placeholder
+for a batch of samples of a known shape. Calling a layer on symbolic tensors
+runs nothing: it records a :class:`Node` (the layer, its inputs, its call
+arguments) and returns new symbolic tensors whose shapes ``jax.eval_shape``
+works out on a dummy batch, so a shape mistake surfaces where the graph is
+built, as in Keras. ``dlkit.Model(inputs, outputs)`` replays the graph.
 """
 from __future__ import annotations
 
+import itertools
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# The batch size of the dummy batch that shapes are worked out on (shown as None).
+_DUMMY_BATCH = 2
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
 
 class SymbolicTensor:
-    """A placeholder for a batch of tensors of a known per-sample shape (batch axis excluded)."""
+    """A placeholder for a batch of tensors of a known per-sample shape.
+
+    ``shape`` shows the batch axis as ``None`` (Keras' ``(None, 28, 28, 1)``);
+    ``sample_shape`` is the shape of one sample. ``node`` is the layer call that
+    produced it (``None`` for an ``Input``), ``index`` its place among that
+    call's outputs.
+    """
+
+    def __init__(self, sample_shape: Sequence[int], dtype: Any = "float32", node: Optional["Node"] = None,
+                 index: int = 0, name: Optional[str] = None):
+        self.sample_shape = tuple(sample_shape)
+        self.dtype = jnp.dtype(dtype)
+        self.node = node
+        self.index = index
+        self.name = name
+
+    @property
+    def shape(self) -> tuple:
+        return (None, *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dummy(self) -> jax.ShapeDtypeStruct:
+        """A stand-in batch for ``jax.eval_shape``."""
+        return jax.ShapeDtypeStruct((_DUMMY_BATCH, *self.sample_shape), self.dtype)
+
+    def __repr__(self) -> str:
+        made_by = f", made by {type(self.node.layer).__name__}" if self.node is not None else ""
+        name = f", name={self.name!r}" if self.name else ""
+        return f"<SymbolicTensor shape={_shape_text(self.shape)}, dtype={self.dtype}{name}{made_by}>"
+
+    # A Python bool or a numpy conversion of a placeholder is a mistake worth naming.
+    def __bool__(self):
+        raise TypeError("A symbolic tensor (from dlkit.Input or a layer called on one) has no value; it can only "
+                        "be passed to dlkit layers and to dlkit.Model(inputs, outputs).")
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("A symbolic tensor (from dlkit.Input or a layer called on one) has no value. Apply "
+                        "jnp/numpy operations inside a layer; in a functional graph use dlkit layers, e.g. "
+                        "layers.add([a, b]) instead of a + b.")
+
+
+class Input(SymbolicTensor):
+    """Keras' ``Input(shape)``: the start of a functional graph, or the first entry of a ``Sequential``.
+
+    ``shape`` is the shape of one sample (no batch axis); ``Input((28, 28, 1)).shape``
+    is ``(None, 28, 28, 1)`` as in Keras, ``.sample_shape`` is ``(28, 28, 1)``.
+    """
+
+    def __init__(self, shape: Any = None, dtype: Any = "float32", name: Optional[str] = None, *,
+                 batch_size: Optional[int] = None):
+        if shape is None:
+            raise ValueError("Input needs the shape of one sample, e.g. dlkit.Input((28, 28, 1)).")
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
+            raise ValueError(f"Input shape must be non-negative ints (the shape of one sample, batch axis "
+                             f"excluded; dlkit does not support None dimensions), got {shape!r}.")
+        if batch_size is not None:
+            raise ValueError("Input(batch_size=...) is not supported: the batch size is set by fit/predict.")
+        super().__init__(tuple(int(d) for d in shape), dtype, None, 0, name)
+
+
+class Node:
+    """One recorded layer call: ``layer(*args, **kwargs)`` where some leaves of
+    ``(args, kwargs)`` are symbolic tensors; ``outputs`` are the flat output tensors
+    and ``out_tree`` their structure."""
+
+    _created = itertools.count()
+
+    def __init__(self, layer, leaves: list, treedef, outputs: list, out_tree):
+        self.order = next(Node._created)  # nodes in creation order are in a valid call order
+        self.layer = layer
+        self.leaves = leaves
+        self.treedef = treedef
+        self.outputs = outputs
+        self.out_tree = out_tree
+
+    @property
+    def parents(self) -> list:
+        return [leaf for leaf in self.leaves if isinstance(leaf, SymbolicTensor)]
+
+    def arguments(self, values: dict):
+        """``(args, kwargs)`` with each symbolic tensor replaced by ``values[id(tensor)]``."""
+        leaves = [values[id(leaf)] if isinstance(leaf, SymbolicTensor) else leaf for leaf in self.leaves]
+        return jax.tree.unflatten(self.treedef, leaves)
 
 
 def is_symbolic(value) -> bool:
     return isinstance(value, SymbolicTensor) or (
-        isinstance(value, (tuple, list)) and any(isinstance(v, SymbolicTensor) for v in value))
+        isinstance(value, (tuple, list)) and any(isinstance(v, SymbolicTensor) for v in value)) or (
+        isinstance(value, dict) and any(isinstance(v, SymbolicTensor) for v in value.values()))
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, SymbolicTensor)
+
+
+def _describe(tree) -> str:
+    shapes = [_shape_text(t.shape) if isinstance(t, SymbolicTensor) else _shape_text(np.shape(t))
+              for t in jax.tree.leaves(tree, is_leaf=_is_tensor)]
+    return shapes[0] if len(shapes) == 1 else "[" + ", ".join(shapes) + "]"
+
+
+def _weights_text(shapes) -> str:
+    return ", ".join(f"{'/'.join(str(getattr(k, 'key', k)) for k in path)} {shape}"
+                     for path, shape in jax.tree_util.tree_leaves_with_path(
+                         shapes, is_leaf=lambda s: isinstance(s, tuple)))
 
 
 def call_layer(layer, inputs, *args, **kwargs):
-    raise NotImplementedError("The functional API is not available yet.")
+    """Record ``layer(inputs, *args, **kwargs)`` in a functional graph; returns its symbolic outputs.
+
+    The output shapes come from ``jax.eval_shape`` of the layer's ``init`` on a
+    dummy batch; a failure there is raised as a ``ValueError`` naming the layer
+    and the input shapes.
+    """
+    leaves, treedef = jax.tree.flatten(((inputs, *args), kwargs), is_leaf=_is_tensor)
+    for leaf in leaves:
+        if not isinstance(leaf, SymbolicTensor) and hasattr(leaf, "shape") and np.ndim(leaf) > 0:
+            raise ValueError(
+                f"{type(layer).__name__} was called on a mix of symbolic tensors and arrays. In a functional "
+                f"graph every tensor input must come from dlkit.Input or a layer; put constant arrays inside "
+                f"a layer.")
+    dummies = [leaf.dummy() if isinstance(leaf, SymbolicTensor) else leaf for leaf in leaves]
+    tensor_at = [i for i, leaf in enumerate(leaves) if isinstance(leaf, SymbolicTensor)]
+
+    def run(tensors):
+        filled = list(dummies)
+        for i, t in zip(tensor_at, tensors):
+            filled[i] = t
+        (call_args, call_kwargs) = jax.tree.unflatten(treedef, filled)
+        call_kwargs = dict(call_kwargs)
+        from dlkit.layers.base import accepts_training  # late: the layers import this module
+        if "training" not in call_kwargs and accepts_training(layer):
+            call_kwargs["training"] = False
+        rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+        out, variables = layer.init_with_output(rngs, *call_args, **call_kwargs)
+        return out, {k: v for k, v in variables.items() if k not in ("losses", "intermediates")}
+
+    try:
+        out = jax.eval_shape(run, [dummies[i] for i in tensor_at])
+    except (ValueError, TypeError, IndexError) as error:
+        name = getattr(layer, "name", None)
+        name = f"'{name}' ({type(layer).__name__})" if name else type(layer).__name__
+        raise ValueError(f"Layer {name} cannot be called on inputs of shape "
+                         f"{_describe(inputs)}: {error}") from error
+    out, variables = out
+    # A layer called again (shared weights) must fit the weights its first call made.
+    shapes = jax.tree.map(lambda v: v.shape, variables)
+    first = getattr(layer, "_symbolic_weight_shapes", None)
+    if first is None:
+        object.__setattr__(layer, "_symbolic_weight_shapes", shapes)
+    elif first != shapes:
+        raise ValueError(
+            f"Layer {type(layer).__name__} is called again (sharing its weights) on inputs of shape "
+            f"{_describe(inputs)} that need weights of other shapes than its first call made: "
+            f"{_weights_text(first)} then {_weights_text(shapes)}. Use a new layer for these inputs.")
+    out_leaves, out_tree = jax.tree.flatten(out)
+    node = Node(layer, leaves, treedef, [], out_tree)
+    for index, leaf in enumerate(out_leaves):
+        if leaf.ndim == 0 or leaf.shape[0] != _DUMMY_BATCH:
+            raise ValueError(f"Layer '{type(layer).__name__}' returned an output of shape {leaf.shape} on a batch "
+                             f"of {_DUMMY_BATCH} samples: in a functional graph every output must keep the "
+                             f"batch axis first.")
+        node.outputs.append(SymbolicTensor(leaf.shape[1:], leaf.dtype, node, index))
+    return jax.tree.unflatten(out_tree, node.outputs)
+
+
+def graph(inputs: list, outputs: list) -> list:
+    """The nodes that compute ``outputs`` from ``inputs``, in the order the layers were
+    called (each node comes after the nodes it reads)."""
+    known = {id(t) for t in inputs}
+    nodes: dict = {}
+    stack = [(tensor, "an output") for tensor in outputs]
+    while stack:  # iterative: a deep graph must not hit Python's recursion limit
+        tensor, wanted_by = stack.pop()
+        if id(tensor) in known:
+            continue
+        node = tensor.node
+        if node is None:
+            name = f" '{tensor.name}'" if tensor.name else ""
+            raise ValueError(
+                f"Graph disconnected: {wanted_by} needs the Input{name} of shape {_shape_text(tensor.shape)}, "
+                f"which is not among the model's inputs. Pass it in Model(inputs=[...]).")
+        if id(node) in nodes:
+            continue
+        nodes[id(node)] = node
+        stack += [(parent, f"layer {type(node.layer).__name__}") for parent in node.parents]
+    return sorted(nodes.values(), key=lambda node: node.order)

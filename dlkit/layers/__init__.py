@@ -6,6 +6,10 @@ from dlkit.layers.normalization import BatchNormalization
 from dlkit.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
                                   GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
+from dlkit.layers.preprocessing import (Normalization, RandomCrop, RandomFlip, RandomRotation, RandomTranslation,
+                                        RandomZoom, Rescaling)
+from dlkit.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
+                                  concatenate, maximum, minimum, multiply, subtract)
 from dlkit.models.sequential import Input
 
 Convolution2D = Conv2D
@@ -13,9 +17,12 @@ MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 
 __all__ = [
+    "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
+    "concatenate", "maximum", "minimum", "multiply", "subtract",
     "Activation", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool2D", "BatchNormalization",
     "Conv1D", "Conv2D", "Conv3D", "Convolution2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling1D",
     "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-    "GlobalMaxPooling3D", "Input", "Layer", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "Reshape",
-    "add_loss",
+    "GlobalMaxPooling3D", "Input", "Layer", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "Normalization", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Rescaling",
+    "Reshape", "add_loss",
 ]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dlkit import initializers
+from dlkit import freezing, initializers
 from dlkit.layers.base import Layer
 
 
@@ -32,6 +32,7 @@ class BatchNormalization(Layer):
 
     @nn.compact
     def call(self, inputs, training: bool = False):
+        training = training and not freezing.module_is_frozen(self)  # frozen: inference mode, as Keras
         axis = self.axis % inputs.ndim
         size = inputs.shape[axis]
         reduce_axes = tuple(a for a in range(inputs.ndim) if a != axis)

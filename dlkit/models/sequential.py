@@ -1,30 +1,14 @@
-"""``Sequential`` and ``Input``: a stack of layers is itself a Linen module."""
+"""``Sequential``: a stack of layers is itself a Linen module (``Input`` lives in ``dlkit.symbolic``)."""
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 
+from dlkit import symbolic
 from dlkit.layers.base import call_with_training
-
-
-@dataclasses.dataclass(frozen=True)
-class Input:
-    """The shape of one sample (no batch axis), as Keras' ``Input(shape)``.
-
-    Put it first in a ``Sequential`` (or give the first layer ``input_shape=``)
-    so the model can be built and summarised before it sees data.
-    """
-
-    shape: Sequence[int]
-    dtype: str = "float32"
-    name: Optional[str] = None
-
-    def __post_init__(self):
-        shape = (self.shape,) if isinstance(self.shape, int) else tuple(self.shape)
-        object.__setattr__(self, "shape", shape)
+from dlkit.symbolic import Input  # noqa: F401  (re-exported: ``from dlkit.models.sequential import Input``)
 
 
 def keras_name(layer: Any) -> str:
@@ -36,17 +20,27 @@ def keras_name(layer: Any) -> str:
 
 
 def unique_names(layers: Sequence[Any]) -> list[str]:
-    """Keras' naming: ``dense``, ``dense_1``, ``dense_2``…; a user-given ``name=`` is kept."""
+    """Keras' naming: ``dense``, ``dense_1``, ``dense_2``…; a user-given ``name=`` is kept
+    (and an automatic name skips the names users gave)."""
+    given = [getattr(layer, "name", None) for layer in layers]
+    repeated = sorted({n for n in given if n and given.count(n) > 1})
+    if repeated:
+        raise ValueError(f"Layer names must be unique within a model; {repeated} name more than one layer.")
+    taken = {n for n in given if n}
     counts: dict[str, int] = {}
     names = []
-    for layer in layers:
-        if getattr(layer, "name", None):
-            names.append(layer.name)
+    for layer, name in zip(layers, given):
+        if name:
+            names.append(name)
             continue
         base = keras_name(layer)
-        n = counts.get(base, 0)
-        counts[base] = n + 1
-        names.append(base if n == 0 else f"{base}_{n}")
+        while True:
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+            if name not in taken:
+                break
+        names.append(name)
     return names
 
 
@@ -89,13 +83,18 @@ class Sequential(nn.Module):
     def input_shape(self) -> Optional[tuple]:
         """The shape of one sample if the model declares it, else None."""
         if self._input is not None:
-            return self._input.shape
+            return self._input.sample_shape
         if self.layers and getattr(self.layers[0], "input_shape", None) is not None:
             return tuple(self.layers[0].input_shape)
         return None
 
+    def __call__(self, inputs, training: Optional[bool] = None):
+        if symbolic.is_symbolic(inputs):  # a Sequential is a layer of a functional graph too
+            return symbolic.call_layer(self, inputs, **({} if training is None else {"training": training}))
+        return self.call(inputs, False if training is None else training)
+
     @nn.compact
-    def __call__(self, inputs, training: bool = False):
+    def call(self, inputs, training: bool = False):
         if not self.layers:
             raise ValueError("This Sequential has no layers; pass a list of layers or call add().")
         x = inputs

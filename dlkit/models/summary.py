@@ -20,9 +20,18 @@ def _count(tree) -> int:
 
 
 def _shape(tree) -> str:
-    shapes = [("None",) + tuple(str(d) for d in leaf.shape[1:]) for leaf in jax.tree.leaves(tree)]
-    text = ["(" + ", ".join(s) + ("," if len(s) == 1 else "") + ")" for s in shapes]
+    text = [_shape_of(leaf.shape) for leaf in jax.tree.leaves(tree)]
     return text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
+
+
+def _is_shape(value) -> bool:
+    """One sample shape (a tuple of ints), as opposed to a tuple/list/dict of them."""
+    return isinstance(value, (tuple, list)) and all(isinstance(d, int) for d in value)
+
+
+def _shape_of(shape) -> str:
+    s = ("None",) + tuple(str(d) for d in shape[1:])
+    return "(" + ", ".join(s) + ("," if len(s) == 1 else "") + ")"
 
 
 def layer_outputs(model, variables: dict, sample_shape) -> dict:
@@ -30,8 +39,7 @@ def layer_outputs(model, variables: dict, sample_shape) -> dict:
 
     Nothing is computed: ``jax.eval_shape`` traces the model once.
     """
-    sample = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2, *s), jnp.float32), sample_shape,
-                          is_leaf=lambda s: isinstance(s, tuple))
+    sample = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2, *s), jnp.float32), sample_shape, is_leaf=_is_shape)
     kwargs = {"training": False} if accepts_training(model) else {}
     types = {}
 
@@ -49,18 +57,27 @@ def layer_outputs(model, variables: dict, sample_shape) -> dict:
     return {name: (kind, captured[name]["__call__"][0]) for name, kind in types.items() if name in captured}
 
 
-def render(model, variables: dict, sample_shape) -> str:
+def render(model, variables: dict, sample_shape, labels=None) -> str:
+    """The table; ``labels`` (``'trainable'``/``'frozen'`` per param) moves frozen params to non-trainable."""
     outputs = layer_outputs(model, variables, sample_shape)
-    rows = []
+    # A functional model lists its inputs first, as Keras' InputLayer rows.
+    input_rows = getattr(model, "summary_input_rows", None)
+    rows = [(name, "InputLayer", _shape_of(shape), 0) for name, shape in (input_rows() if input_rows else [])]
     for name, (kind, out) in outputs.items():
         params = sum(_count(c.get(name, {})) for c in variables.values())
         rows.append((name, kind, _shape(out), params))
-    trainable = _count(variables.get("params", {}))
+    params = variables.get("params", {})
+    if labels is None:
+        trainable = _count(params)
+    else:
+        trainable = sum(math.prod(p.shape) for p, label in zip(jax.tree.leaves(params), jax.tree.leaves(labels))
+                        if label == "trainable")
     total = _count(variables)
     width = (max([14, *(len(f"{n} ({k})") + 2 for n, k, _, _ in rows)]),
              max([14, *(len(r[2]) + 2 for r in rows)]), 12)
     line = "─" * sum(width)
-    text = [f'Model: "{type(model).__name__.lower()}"', line,
+    title = getattr(model, "name", None) or getattr(type(model), "keras_name", None) or type(model).__name__.lower()
+    text = [f'Model: "{title}"', line,
             f"{'Layer (type)':<{width[0]}}{'Output Shape':<{width[1]}}{'Param #':>{width[2]}}", line]
     for name, kind, shape, params in rows:
         text.append(f"{name + ' (' + kind + ')':<{width[0]}}{shape:<{width[1]}}{params:>{width[2]},}")

@@ -20,6 +20,7 @@ class TrainState:
     opt_state: Any
     rng: jax.Array
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    frozen: tuple = flax.struct.field(pytree_node=False, default=())  # freezing rules ((path, trainable), ...)
 
     @classmethod
     def create(cls, variables: dict, tx: optax.GradientTransformation, rng: jax.Array) -> "TrainState":

@@ -22,6 +22,7 @@ import optax
 from dlkit.layers.base import LOSSES
 from dlkit.losses import Loss
 from dlkit.metrics import Metric
+from dlkit import freezing
 from dlkit.training.state import TrainState
 
 COUNT = "_count"
@@ -37,8 +38,9 @@ def apply_model(apply_fn: Callable, state: TrainState, params, x, training: bool
     """Run the model; return outputs, updated non-param collections and added losses."""
     mutable = [LOSSES, *state.model_state.keys()] if training else [LOSSES]
     kwargs = {"training": training} if pass_training else {}
-    outputs, updates = apply_fn(
-        {"params": params, **state.model_state}, x, rngs={"dropout": rng}, mutable=mutable, **kwargs)
+    with freezing.active(state.frozen):
+        outputs, updates = apply_fn(
+            {"params": params, **state.model_state}, x, rngs={"dropout": rng}, mutable=mutable, **kwargs)
     updates = dict(updates)
     extra = added_losses(updates)
     updates.pop(LOSSES, None)

@@ -20,7 +20,7 @@ import numpy as np
 
 from dlkit import losses as losses_lib
 from dlkit import metrics as metrics_lib
-from dlkit import optimizers
+from dlkit import freezing, optimizers
 from dlkit.callbacks import CallbackList, History
 from dlkit.callbacks.base import LazyLogs
 from dlkit.layers.base import LOSSES, accepts_training
@@ -362,7 +362,8 @@ class Trainer:
     def summary(self, print_fn=print) -> None:
         """Print Keras' table: layer, output shape (batch as None), parameter counts."""
         self._require_built("summary")
-        print_fn(summary_lib.render(self.model, self.state.variables, self._sample_shape))
+        trainable = freezing.labels(self.state.params, self.state.frozen)
+        print_fn(summary_lib.render(self.model, self.state.variables, self._sample_shape, trainable))
 
     def get_weights(self) -> list:
         """Every variable as numpy, in Keras' order (layer by layer; kernel, bias, ...)."""
@@ -386,6 +387,46 @@ class Trainer:
         """Read variables saved by ``save_weights`` into this (built) model."""
         self._require_built("load_weights")
         self.set_weights(weights_io.flatten(weights_io.load(path, self.state.variables), self._weight_order))
+
+    # ------------------------------------------------------------------ transfer learning
+    def freeze(self, *paths: str) -> None:
+        """Keras' ``layer.trainable = False`` for the named sub-modules (``"base"``, ``"base/dense_1"``).
+
+        Their parameters stop changing (bitwise) and batch normalization in them runs in
+        inference mode. Like a Keras re-``compile``, this starts a fresh optimizer state.
+        """
+        self._set_rules(paths, False)
+
+    def unfreeze(self, *paths: str) -> None:
+        """Keras' ``layer.trainable = True``; a path inside a frozen part unfreezes just that part."""
+        self._set_rules(paths, True)
+
+    def compile(self, optimizer: Any = None, loss: Any = None, metrics: Optional[Sequence] = None) -> None:
+        """Keras' re-``compile``: a new optimizer (fresh state), loss or metrics; the weights are kept."""
+        if optimizer is not None:
+            self.tx = optimizers.get(optimizer)
+        if loss is not None:
+            self.loss = self.programs.loss = losses_lib.get(loss)
+        if metrics is not None or loss is not None:
+            self.metric_ids = list(metrics if metrics is not None else self.metric_ids)
+            self._metrics, self._checked = None, {}
+        if self.state is not None:
+            self._restart_optimizer(self.state.frozen)
+
+    def _set_rules(self, paths, value: bool) -> None:
+        self._require_built("freeze" if not value else "unfreeze")
+        known = {"/".join(str(getattr(k, "key", k)) for k in path[:-1])
+                 for path, _ in jax.tree_util.tree_flatten_with_path(self.state.params)[0]}
+        for path in paths:
+            if not any(k == path or k.startswith(path + "/") for k in known):
+                raise ValueError(f"No sub-module {path!r} holds parameters. Known: {', '.join(sorted(known))}.")
+        rules = tuple((p, v) for p, v in self.state.frozen if p not in paths) + tuple((p, value) for p in paths)
+        self._restart_optimizer(rules)
+
+    def _restart_optimizer(self, rules) -> None:
+        tx = freezing.masked(self.tx, self.state.params, rules)
+        state = self.state.replace(tx=tx, frozen=rules, opt_state=tx.init(self.state.params))
+        self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False) -> None:

@@ -1,0 +1,358 @@
+"""Preprocessing and augmentation layers (Keras ``Rescaling``, ``Normalization``, ``Random*``).
+
+Images are channels-last, ``(batch, height, width, channels)`` (or one unbatched
+``(height, width, channels)`` image). The ``Random*`` layers act only with
+``training=True``, drawing from the ``'dropout'`` RNG stream, and are the
+identity otherwise (``RandomCrop`` centre-crops instead). Each sample of a
+batch draws its own transform.
+
+Geometric transforms are inverse maps, in Keras' ``(x, y) = (column, row)``
+pixel coordinates: output pixel ``(x, y)`` takes the input value at
+``M @ (x, y, 1)`` for a per-sample 2x3 matrix ``M``, read by
+``jax.scipy.ndimage.map_coordinates`` (bilinear, or nearest) with Keras'
+``fill_mode`` outside the image:
+
+* ``'reflect'``: ``(d c b a | a b c d | d c b a)``
+* ``'constant'``: ``(k k k k | a b c d | k k k k)`` with ``k = fill_value``
+* ``'nearest'``: ``(a a a a | a b c d | d d d d)``
+* ``'wrap'``: ``(a b c d | a b c d | a b c d)``
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.ndimage import map_coordinates
+
+from dlkit.layers.base import Layer
+
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+INTERPOLATIONS = {"nearest": 0, "bilinear": 1}
+EPSILON = 1e-7  # Keras' backend.epsilon()
+
+
+def _check_choice(value, choices, what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {tuple(choices)}.")
+
+
+def _factor_range(factor, what: str, low: float = -1.0, high: float = 1.0) -> tuple:
+    """Keras' factor: a number ``f`` means ``(-|f|, |f|)``; a pair is ``(lower, upper)`` (sorted)."""
+    pair = tuple(sorted(factor)) if isinstance(factor, (tuple, list)) else (-abs(factor), abs(factor))
+    if len(pair) != 2 or not all(low <= float(f) <= high for f in pair):
+        raise ValueError(f"{what} must be a number or a pair of numbers in [{low}, {high}], got {factor!r}.")
+    return float(pair[0]), float(pair[1])
+
+
+def _freeze(value):
+    """An array as nested tuples of floats: hashable, as Linen module fields must be."""
+    if value is None or isinstance(value, (float, int)):
+        return value
+    value = np.asarray(value, np.float64)
+    return float(value) if value.ndim == 0 else tuple(_freeze(v) for v in value)
+
+
+def _as_float(x):
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def _on_batch(fn, inputs):
+    """Apply ``fn`` to a ``(batch, h, w, c)`` array; an unbatched ``(h, w, c)`` image is a batch of one."""
+    inputs = _as_float(inputs)
+    if inputs.ndim == 3:
+        return fn(inputs[None])[0]
+    if inputs.ndim != 4:
+        raise ValueError(f"Expected channels-last images (batch, height, width, channels), got shape {inputs.shape}.")
+    return fn(inputs)
+
+
+def affine_transform(images, matrices, fill_mode: str = "reflect", fill_value: float = 0.0,
+                     interpolation: str = "bilinear"):
+    """``out[b, y, x, c] = images[b, M_b[1] @ (x, y, 1), M_b[0] @ (x, y, 1), c]``, resampled.
+
+    ``matrices`` has shape ``(batch, 2, 3)``: each maps an output pixel's
+    ``(x, y, 1)`` (column, row) to the input point it reads.
+    """
+    _check_choice(fill_mode, FILL_MODES, "fill_mode")
+    _check_choice(interpolation, INTERPOLATIONS, "interpolation")
+    _, height, width, _ = images.shape
+    rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32),
+                              indexing="ij")
+    grid = jnp.stack([cols, rows, jnp.ones_like(rows)])  # (3, h, w)
+
+    def one(image, matrix):
+        source = jnp.einsum("ij,jhw->ihw", matrix, grid)  # input (x, y) per output pixel
+        sample = lambda channel: map_coordinates(channel, [source[1], source[0]], order=INTERPOLATIONS[interpolation],
+                                                 mode=fill_mode, cval=fill_value)
+        return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
+
+    return jax.vmap(one)(images, matrices.astype(jnp.float32)).astype(images.dtype)
+
+
+class Rescaling(Layer):
+    """``y = x * scale + offset`` (Keras ``Rescaling``; e.g. ``Rescaling(1 / 255)``).
+
+    ``scale`` and ``offset`` may be numbers or per-channel sequences (broadcast on the last axis).
+    """
+
+    scale: Any
+    offset: Any = 0.0
+    keras_name: ClassVar[str] = "rescaling"
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", _freeze(self.scale))
+        object.__setattr__(self, "offset", _freeze(self.offset))
+        super().__post_init__()
+
+    def call(self, inputs, training: bool = False):
+        x = _as_float(inputs)
+        return x * jnp.asarray(self.scale, x.dtype) + jnp.asarray(self.offset, x.dtype)
+
+
+class Normalization(Layer):
+    """``y = (x - mean) / max(sqrt(variance), 1e-7)`` per feature (Keras ``Normalization``).
+
+    ``axis`` names the feature axes (of the batched input) that keep their own
+    statistics; the others are reduced over. ``axis=-1`` on images gives
+    per-channel statistics; ``axis=None`` one scalar mean and variance.
+
+    The statistics are constants, not params: pass ``mean`` and ``variance``, or
+    compute them from data with ``adapt``, which returns a NEW, configured layer
+    (Linen modules are immutable)::
+
+        norm = layers.Normalization().adapt(x_train)
+
+    ``invert=True`` undoes the normalization: ``y = mean + x * max(sqrt(variance), 1e-7)``.
+    """
+
+    axis: Optional[Union[int, Sequence[int]]] = -1
+    mean: Any = None
+    variance: Any = None
+    invert: bool = False
+    keras_name: ClassVar[str] = "normalization"
+
+    def __post_init__(self):
+        if (self.mean is None) != (self.variance is None):
+            raise ValueError("Normalization needs both mean and variance, or neither (then call adapt).")
+        object.__setattr__(self, "mean", _freeze(self.mean))
+        object.__setattr__(self, "variance", _freeze(self.variance))
+        if isinstance(self.axis, list):
+            object.__setattr__(self, "axis", tuple(self.axis))
+        super().__post_init__()
+
+    def _axes(self, ndim: int) -> tuple:
+        axes = () if self.axis is None else (self.axis,) if isinstance(self.axis, int) else tuple(self.axis)
+        if any(not -ndim < a < ndim or a % ndim == 0 for a in axes):
+            raise ValueError(f"Normalization axis {self.axis} must name feature axes of a rank-{ndim} input "
+                             "(not the batch axis 0).")
+        return tuple(sorted(a % ndim for a in axes))
+
+    def adapt(self, data) -> Normalization:
+        """Return a copy of this layer whose mean and (biased) variance are those of ``data``.
+
+        ``data``: the training inputs as an array, ``(samples, ...)``; the
+        moments are computed on the host in float64 over every axis not in ``axis``.
+        """
+        data = np.asarray(data, np.float64)
+        if data.ndim < 1 or data.shape[0] == 0:
+            raise ValueError(f"adapt needs a non-empty array of samples, got shape {data.shape}.")
+        axes = self._axes(data.ndim)
+        reduce = tuple(a for a in range(data.ndim) if a not in axes)
+        return self.clone(mean=data.mean(axis=reduce), variance=data.var(axis=reduce))
+
+    def call(self, inputs, training: bool = False):
+        if self.mean is None:
+            raise ValueError("This Normalization layer has no mean and variance: adapt it to the training data "
+                             "first, `norm = Normalization().adapt(x_train)` (adapt returns the configured layer), "
+                             "or pass mean= and variance=.")
+        x = _as_float(inputs)
+        axes = self._axes(x.ndim)
+        kept = tuple(x.shape[a] for a in axes)
+        broadcast = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+
+        def constant(value):
+            value = np.asarray(value, np.float32)
+            value = value.reshape(kept) if value.size == math.prod(kept) else np.broadcast_to(value, kept)
+            return jnp.asarray(value.reshape(broadcast))
+
+        mean, std = constant(self.mean), jnp.maximum(jnp.sqrt(constant(self.variance)), EPSILON)
+        return mean + x * std if self.invert else (x - mean) / std
+
+
+class RandomFlip(Layer):
+    """Flip each image, with probability 1/2, left-right (``'horizontal'``), top-bottom
+    (``'vertical'``) or both (``'horizontal_and_vertical'``: two independent draws).
+    """
+
+    mode: str = "horizontal_and_vertical"
+    keras_name: ClassVar[str] = "random_flip"
+
+    def __post_init__(self):
+        _check_choice(self.mode, ("horizontal", "vertical", "horizontal_and_vertical"), "RandomFlip mode")
+        super().__post_init__()
+
+    def call(self, inputs, training: bool = False):
+        if not training:
+            return _as_float(inputs)
+
+        def flip(images):
+            keys = jax.random.split(self.make_rng("dropout"))
+            for key, axis, name in ((keys[0], 2, "horizontal"), (keys[1], 1, "vertical")):
+                if name in self.mode:
+                    flips = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+                    images = jnp.where(flips, jnp.flip(images, axis), images)
+            return images
+
+        return _on_batch(flip, inputs)
+
+
+class _RandomAffine(Layer):
+    """A random geometric transform: subclasses give their factor ranges and draw the per-sample inverse maps."""
+
+    def __post_init__(self):
+        _check_choice(self.fill_mode, FILL_MODES, "fill_mode")
+        _check_choice(self.interpolation, INTERPOLATIONS, "interpolation")
+        self._ranges()  # refuses bad factors when the layer is made
+        super().__post_init__()
+
+    def _ranges(self) -> tuple:
+        raise NotImplementedError
+
+    def _matrices(self, key, n: int, height: int, width: int):
+        raise NotImplementedError
+
+    def call(self, inputs, training: bool = False):
+        if not training:
+            return _as_float(inputs)
+
+        def transform(images):
+            n, height, width, _ = images.shape
+            matrices = self._matrices(self.make_rng("dropout"), n, height, width)
+            return affine_transform(images, matrices, self.fill_mode, self.fill_value, self.interpolation)
+
+        return _on_batch(transform, inputs)
+
+
+def _uniform(key, n: int, bounds: tuple):
+    return jax.random.uniform(key, (n,), jnp.float32, bounds[0], bounds[1])
+
+
+class RandomTranslation(_RandomAffine):
+    """Shift each image by ``dy = u * height`` rows and ``dx = v * width`` columns,
+    ``u ~ U(height_factor)``, ``v ~ U(width_factor)``: ``out(x, y) = in(x - dx, y - dy)``.
+
+    A factor ``f`` means ``(-f, f)``; positive shifts move the content down / right.
+    """
+
+    height_factor: Any
+    width_factor: Any
+    fill_mode: str = "reflect"
+    interpolation: str = "bilinear"
+    fill_value: float = 0.0
+    keras_name: ClassVar[str] = "random_translation"
+
+    def _ranges(self):
+        return _factor_range(self.height_factor, "height_factor"), _factor_range(self.width_factor, "width_factor")
+
+    def _matrices(self, key, n, height, width):
+        (k_h, k_w), (h_range, w_range) = jax.random.split(key), self._ranges()
+        dy, dx = _uniform(k_h, n, h_range) * height, _uniform(k_w, n, w_range) * width
+        one, zero = jnp.ones(n), jnp.zeros(n)
+        return jnp.stack([jnp.stack([one, zero, -dx], -1), jnp.stack([zero, one, -dy], -1)], 1)
+
+
+class RandomRotation(_RandomAffine):
+    """Rotate each image by ``theta = 2 * pi * u``, ``u ~ U(factor)`` (a factor ``f`` means
+    ``(-f, f)``), about its centre ``(cx, cy) = ((width - 1) / 2, (height - 1) / 2)``;
+    positive angles turn the content counter-clockwise. Inverse map::
+
+        x_in = cos(theta) (x - cx) - sin(theta) (y - cy) + cx
+        y_in = sin(theta) (x - cx) + cos(theta) (y - cy) + cy
+    """
+
+    factor: Any
+    fill_mode: str = "reflect"
+    interpolation: str = "bilinear"
+    fill_value: float = 0.0
+    keras_name: ClassVar[str] = "random_rotation"
+
+    def _ranges(self):
+        return _factor_range(self.factor, "factor")
+
+    def _matrices(self, key, n, height, width):
+        theta = 2.0 * math.pi * _uniform(key, n, self._ranges())
+        cos, sin = jnp.cos(theta), jnp.sin(theta)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        return jnp.stack([jnp.stack([cos, -sin, cx - cos * cx + sin * cy], -1),
+                          jnp.stack([sin, cos, cy - sin * cx - cos * cy], -1)], 1)
+
+
+class RandomZoom(_RandomAffine):
+    """Zoom each image about its centre by ``z_y = 1 + u``, ``u ~ U(height_factor)``, and
+    ``z_x = 1 + v``, ``v ~ U(width_factor)`` (``width_factor=None``: ``z_x = z_y``, keeping the
+    aspect ratio). Positive factors zoom out, negative zoom in. Inverse map::
+
+        x_in = z_x (x - cx) + cx,   y_in = z_y (y - cy) + cy
+    """
+
+    height_factor: Any
+    width_factor: Any = None
+    fill_mode: str = "reflect"
+    interpolation: str = "bilinear"
+    fill_value: float = 0.0
+    keras_name: ClassVar[str] = "random_zoom"
+
+    def _ranges(self):
+        width = None if self.width_factor is None else _factor_range(self.width_factor, "width_factor")
+        return _factor_range(self.height_factor, "height_factor"), width
+
+    def _matrices(self, key, n, height, width):
+        (k_h, k_w), (h_range, w_range) = jax.random.split(key), self._ranges()
+        zy = 1.0 + _uniform(k_h, n, h_range)
+        zx = zy if w_range is None else 1.0 + _uniform(k_w, n, w_range)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        zero = jnp.zeros(n)
+        return jnp.stack([jnp.stack([zx, zero, cx * (1.0 - zx)], -1), jnp.stack([zero, zy, cy * (1.0 - zy)], -1)], 1)
+
+
+class RandomCrop(Layer):
+    """Crop each image to ``(height, width)``: at a uniformly random offset (drawn per
+    sample) in training, at the centre (offset ``(H - height) // 2``) in inference.
+
+    An input smaller than the target is instead centre-cropped to the target's
+    aspect ratio and resized (bilinear) to it, in both modes, as Keras does.
+    """
+
+    height: int
+    width: int
+    keras_name: ClassVar[str] = "random_crop"
+
+    def call(self, inputs, training: bool = False):
+        def crop(images):
+            n, h, w, c = images.shape
+            if h < self.height or w < self.width:
+                return _crop_to_aspect_and_resize(images, self.height, self.width)
+            if not training:
+                top, left = (h - self.height) // 2, (w - self.width) // 2
+                return images[:, top:top + self.height, left:left + self.width]
+            k_top, k_left = jax.random.split(self.make_rng("dropout"))
+            tops = jax.random.randint(k_top, (n,), 0, h - self.height + 1)
+            lefts = jax.random.randint(k_left, (n,), 0, w - self.width + 1)
+            window = lambda image, top, left: jax.lax.dynamic_slice(image, (top, left, 0), (self.height, self.width, c))
+            return jax.vmap(window)(images, tops, lefts)
+
+        return _on_batch(crop, inputs)
+
+
+def _crop_to_aspect_and_resize(images, height: int, width: int):
+    """Keras' ``smart_resize``: the largest centred window of the target aspect ratio, resized to it."""
+    n, h, w, c = images.shape
+    crop_h = max(min(h, int(w * height / width)), 1)
+    crop_w = max(min(w, int(h * width / height)), 1)
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    window = images[:, top:top + crop_h, left:left + crop_w]
+    return jax.image.resize(window, (n, height, width, c), "bilinear").astype(images.dtype)
