@@ -19,23 +19,22 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from dlkit.losses import Loss
 from dlkit.training import devices
+from dlkit.training.objective import Objective
 from dlkit.training.step import COUNT, make_eval_step, make_train_step
 
 
 class Programs:
-    def __init__(self, apply_fn: Callable, forward: Callable, loss: Loss, mesh: Mesh, train_options: dict,
-                 pass_training: bool):
-        self.apply_fn, self.forward, self.loss, self.mesh = apply_fn, forward, loss, mesh
+    def __init__(self, apply_fn: Callable, forward: Callable, mesh: Mesh, train_options: dict, pass_training: bool):
+        self.apply_fn, self.forward, self.mesh = apply_fn, forward, mesh
         self.train_options, self.pass_training = train_options, pass_training
-        self.metrics: Optional[list] = None  # bound by the Trainer once shapes are known
+        self.objective: Optional[Objective] = None  # bound by the Trainer once output shapes are known
         self.traces = 0  # every trace is one compilation
         self._cache: dict = {}
 
     @property
     def log_names(self) -> list:
-        return ["loss", *(m.name for m in self.metrics)]
+        return self.objective.names
 
     def zeros_totals(self):
         names = [*self.log_names, COUNT]
@@ -96,10 +95,10 @@ class Programs:
 
     def _step(self, train: bool):
         make = make_train_step if train else make_eval_step
-        return make(self.apply_fn, self.loss, self.metrics, self.pass_training)
+        return make(self.apply_fn, self.objective, self.pass_training)
 
     def _cached(self, key: tuple, run: Callable, train: bool):
-        key = (*key, len(self.metrics))
+        key = (*key, self.objective)
         if key not in self._cache:
             # The XLA options speed the training step and slow inference (measured), so
             # only training programs get them.

@@ -8,20 +8,21 @@ differentiated is
 
     loss = sum_i m_i * w_i * l(y_i, f(x_i)) / sum_i m_i  +  sum(added losses)
 
+(summed over the outputs with their ``loss_weights``, see ``objective.py``)
+
 where the added losses are the ``'losses'`` collection (weight penalties and
 other ``add_loss`` terms).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from dlkit.layers.base import LOSSES
-from dlkit.losses import Loss
-from dlkit.metrics import Metric
+from dlkit.training.objective import Objective
 from dlkit import freezing
 from dlkit.training.state import TrainState
 
@@ -47,30 +48,24 @@ def apply_model(apply_fn: Callable, state: TrainState, params, x, training: bool
     return outputs, updates, extra
 
 
-def _totals(loss_value, y, outputs, mask, metrics: Sequence[Metric]):
+def _totals(loss_value, sums: dict, mask) -> dict:
     count = jnp.sum(mask)
-    totals = {"loss": loss_value * count, COUNT: count}
-    for metric in metrics:
-        totals[metric.name] = jnp.sum(metric(y, outputs) * mask)
-    return totals
+    return {"loss": loss_value * count, COUNT: count, **sums}
 
 
-def _data_loss(loss: Loss, y, outputs, weight, mask):
-    return jnp.sum(loss.per_sample(y, outputs) * weight * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def make_train_step(apply_fn: Callable, loss: Loss, metrics: Sequence[Metric], pass_training: bool = True):
+def make_train_step(apply_fn: Callable, objective: Objective, pass_training: bool = True):
     """Build the pure training step ``(state, (x, y, weight, mask)) -> (state, totals)``."""
 
     def train_step(state: TrainState, batch):
         x, y, weight, mask = batch
         rng, step_rng = jax.random.split(state.rng)
 
-        def objective(params):
+        def loss_fn(params):
             outputs, updates, extra = apply_model(apply_fn, state, params, x, True, step_rng, pass_training)
-            return _data_loss(loss, y, outputs, weight, mask) + extra, (outputs, updates)
+            data_loss, sums = objective(y, outputs, weight, mask)
+            return data_loss + extra, (sums, updates)
 
-        (loss_value, (outputs, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (loss_value, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(
             step=state.step + 1,
@@ -79,20 +74,20 @@ def make_train_step(apply_fn: Callable, loss: Loss, metrics: Sequence[Metric], p
             model_state={**state.model_state, **updates},
             rng=rng,
         )
-        return new_state, _totals(loss_value, y, outputs, mask, metrics)
+        return new_state, _totals(loss_value, sums, mask)
 
     return train_step
 
 
-def make_eval_step(apply_fn: Callable, loss: Loss, metrics: Sequence[Metric], pass_training: bool = True):
+def make_eval_step(apply_fn: Callable, objective: Objective, pass_training: bool = True):
     """Build the pure evaluation step ``(state, (x, y, weight, mask)) -> (state, totals)``
     (inference mode; the state is returned unchanged, so both steps share one shape)."""
 
     def eval_step(state: TrainState, batch):
         x, y, weight, mask = batch
         outputs, _, extra = apply_model(apply_fn, state, state.params, x, False, state.rng, pass_training)
-        loss_value = _data_loss(loss, y, outputs, weight, mask) + extra
-        return state, _totals(loss_value, y, outputs, mask, metrics)
+        data_loss, sums = objective(y, outputs, weight, mask)
+        return state, _totals(data_loss + extra, sums, mask)
 
     return eval_step
 

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlkit import losses as losses_lib
-from dlkit import metrics as metrics_lib
 from dlkit import freezing, optimizers
 from dlkit.callbacks import CallbackList, History
 from dlkit.callbacks.base import LazyLogs
@@ -28,6 +27,7 @@ from dlkit.models import summary as summary_lib
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
 from dlkit.training import checkpoints, weights_io
+from dlkit.training import objective as objective_lib
 from dlkit.training.state import TrainState
 from dlkit.training.programs import Programs
 from dlkit.training.step import make_eval_step, make_train_step, means
@@ -49,13 +49,15 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
-                 seed: int = 0, input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
+                 loss_weights: Any = None, seed: int = 0, input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
                  compiler_options: Optional[dict] = None, devices: Optional[list] = None,
                  pad_last_batch: Optional[bool] = None):
         self.model = model
         self.tx = optimizers.get(optimizer)
-        self.loss = losses_lib.get(loss)
-        self.metric_ids = list(metrics or [])
+        for each in (loss.values() if isinstance(loss, dict) else [loss]):
+            losses_lib.get(each)  # unknown names fail here, listing the valid ones
+        self.loss, self.loss_weights = loss, loss_weights
+        self.metric_ids = metrics if isinstance(metrics, dict) else list(metrics or [])
         self.seed = seed
         self.mesh = devices_lib.make_mesh(devices)
         backend = self.mesh.devices.flat[0].platform
@@ -69,8 +71,8 @@ class Trainer:
         self._restored_epoch: Optional[int] = None
         self.state: Optional[TrainState] = None
         self._pass_training = accepts_training(model)
-        self._metrics: Optional[list] = None
-        self.programs = Programs(model.apply, lambda v, x: self._apply(v, x, False), self.loss, self.mesh,
+        self._objective = None
+        self.programs = Programs(model.apply, lambda v, x: self._apply(v, x, False), self.mesh,
                                  self.compiler_options, self._pass_training)
         self._sample_shape = None
         self._checked: dict = {}
@@ -102,32 +104,20 @@ class Trainer:
         self.state = init(np.uint32(self.seed), sample)
         self._weight_order = order[0]
 
-    def _resolve_metrics(self, x, y) -> list:
-        """Bind 'accuracy' & co. to the loss and shapes on first use, and check labels fit outputs."""
-        y_shape = np.shape(y)
+    def _resolve_objective(self, x, y) -> None:
+        """Bind losses and metrics ('accuracy' & co.) to the outputs on first use, trace them on these
+        shapes (clear shape errors) and check class labels fit the outputs."""
         leaves, structure = jax.tree.flatten(x)
-        signature = (structure, tuple((a.shape[1:], a.dtype) for a in leaves), y_shape[1:], getattr(y, "dtype", None))
-        if signature not in self._checked:  # trace model and loss once per input signature
+        signature = (structure, tuple((a.shape[1:], a.dtype) for a in leaves))
+        if signature not in self._checked:  # trace the model once per input signature
             two = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype), x)
-            out = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables, two)
-            if y is not None:
-                jax.eval_shape(self.loss.per_sample, jax.ShapeDtypeStruct((2, *y_shape[1:]), y.dtype), out)
-            self._checked[signature] = out
-        out = self._checked[signature]
+            self._checked[signature] = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables, two)
+        outputs = self._checked[signature]
+        if self._objective is None:
+            self._objective = objective_lib.build(outputs, y, self.loss, self.loss_weights, self.metric_ids)
+            self.programs.objective = self._objective
         if y is not None:
-            self._check_label_range(y, out.shape)
-        if self._metrics is None:
-            self._metrics = [metrics_lib.get(m, self.loss, (2, *y_shape[1:]), out.shape) for m in self.metric_ids]
-            self.programs.metrics = self._metrics
-        return self._metrics
-
-    def _check_label_range(self, y, out_shape) -> None:
-        if isinstance(self.loss, losses_lib.SparseCategoricalCrossentropy) and np.size(y):
-            low, high, classes = int(np.min(y)), int(np.max(y)), out_shape[-1]
-            if low < 0 or high >= classes:
-                raise ValueError(
-                    f"Labels range from {low} to {high}, but the model outputs {classes} class scores. "
-                    f"Make the last layer output {high + 1} units (e.g. Dense({high + 1})), or fix the labels.")
+            objective_lib.check(self._objective, y, outputs)
 
     def _apply(self, variables, x, training: bool):
         kwargs = {"training": training} if self._pass_training else {}
@@ -178,7 +168,7 @@ class Trainer:
         x, y, weight = (*source, None, None)[:3]
         x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
         self.build(x)
-        self._resolve_metrics(x, y)
+        self._resolve_objective(x, y)
         data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"))
         return lambda: self._evaluate_on_device(data, n, batch_size)
 
@@ -188,7 +178,7 @@ class Trainer:
         for batch in batches:
             x, y, weight = data_lib.unpack_batch(batch)
             self.build(x)
-            self._resolve_metrics(x, y)
+            self._resolve_objective(x, y)
             totals = self.programs.zeros_totals() if totals is None else totals
             rows = data_lib.num_samples(x, y)
             weight = np.ones(rows, np.float32) if weight is None else weight
@@ -243,7 +233,7 @@ class Trainer:
             (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
             validation_data = validation_data if validation_data is not None else val
             self.build(x)
-            self._resolve_metrics(x, y)
+            self._resolve_objective(x, y)
             data, n = self._on_device(x, y, weight)
             run_epoch = lambda hook: self._train_epoch(data, n, batch_size, shuffle, hook)  # noqa: E731
             steps = -(-n // batch_size)
@@ -347,7 +337,9 @@ class Trainer:
     def train_step(self):
         """The jitted pure step ``(state, (x, y[, sample_weight])) -> (state, logs)``."""
         self._require_built("train_step")
-        step = make_train_step(self.model.apply, self.loss, self._metrics or [], self._pass_training)
+        self._resolve_objective(jax.tree.map(lambda s: np.zeros((2, *s), np.float32), self._sample_shape,
+                                             is_leaf=_is_shape), None)
+        step = make_train_step(self.model.apply, self._objective, self._pass_training)
         return jax.jit(lambda state, batch: _with_means(step, state, _complete(batch)),
                        compiler_options=self.compiler_options or None)
 
@@ -355,7 +347,9 @@ class Trainer:
     def eval_step(self):
         """The jitted pure step ``(state, (x, y[, sample_weight])) -> logs`` in inference mode."""
         self._require_built("eval_step")
-        step = make_eval_step(self.model.apply, self.loss, self._metrics or [], self._pass_training)
+        self._resolve_objective(jax.tree.map(lambda s: np.zeros((2, *s), np.float32), self._sample_shape,
+                                             is_leaf=_is_shape), None)
+        step = make_eval_step(self.model.apply, self._objective, self._pass_training)
         return jax.jit(lambda state, batch: means(step(state, _complete(batch))[1]))
 
     # ------------------------------------------------------------------ weights & summary
@@ -401,15 +395,17 @@ class Trainer:
         """Keras' ``layer.trainable = True``; a path inside a frozen part unfreezes just that part."""
         self._set_rules(paths, True)
 
-    def compile(self, optimizer: Any = None, loss: Any = None, metrics: Optional[Sequence] = None) -> None:
-        """Keras' re-``compile``: a new optimizer (fresh state), loss or metrics; the weights are kept."""
+    def compile(self, optimizer: Any = None, loss: Any = None, metrics: Optional[Sequence] = None,
+                loss_weights: Any = None) -> None:
+        """Keras' re-``compile``: a new optimizer (fresh state), loss, metrics or loss weights; the
+        weights are kept."""
         if optimizer is not None:
             self.tx = optimizers.get(optimizer)
-        if loss is not None:
-            self.loss = self.programs.loss = losses_lib.get(loss)
-        if metrics is not None or loss is not None:
-            self.metric_ids = list(metrics if metrics is not None else self.metric_ids)
-            self._metrics, self._checked = None, {}
+        if loss is not None or metrics is not None or loss_weights is not None:
+            self.loss = self.loss if loss is None else loss
+            self.loss_weights = self.loss_weights if loss_weights is None else loss_weights
+            self.metric_ids = self.metric_ids if metrics is None else metrics
+            self._objective = None
         if self.state is not None:
             self._restart_optimizer(self.state.frozen)
 
@@ -460,6 +456,10 @@ class Trainer:
             raise ValueError(
                 f"{what}() needs a built model: give the first layer input_shape=..., start the Sequential "
                 f"with dlkit.Input(shape), pass Trainer(..., input_shape=...), or call fit/predict first.")
+
+
+def _is_shape(s) -> bool:
+    return isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s)
 
 
 class _OptimizerView:
