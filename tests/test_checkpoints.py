@@ -88,3 +88,33 @@ def test_a_process_killed_while_saving_leaves_a_readable_checkpoint(tmp_path):
     assert epoch >= 1, leftovers
     assert all(np.isfinite(w).all() for w in trainer.get_weights())
     np.testing.assert_array_equal(trainer.get_weights()[0], before)  # same seed, never trained: same weights
+
+
+def test_model_checkpoint_in_fit_then_resume_on_a_fresh_trainer(tmp_path, digits8x8):
+    x, y = digits8x8[0][:600], digits8x8[1][:600]
+    straight = make_trainer()
+    straight.fit(x, y, batch_size=64, epochs=4, verbose=0)
+
+    directory = str(tmp_path / "checkpoints")
+    make_trainer().fit(x, y, batch_size=64, epochs=2, verbose=0,
+                       callbacks=[dlkit.callbacks.ModelCheckpoint(directory)])
+    assert sorted(os.listdir(directory)) == ["1", "2"]
+    resumed = make_trainer()
+    assert resumed.load_checkpoint(directory) == 2
+    resumed.fit(x, y, batch_size=64, epochs=4, initial_epoch=2, verbose=0)
+    chex.assert_trees_all_equal(resumed.get_weights(), straight.get_weights())
+
+
+def test_model_checkpoint_save_best_only_keeps_the_best_epoch(tmp_path, digits8x8):
+    x, y = digits8x8
+    directory = str(tmp_path / "best")
+    checkpoint = dlkit.callbacks.ModelCheckpoint(directory, monitor="val_accuracy", save_best_only=True,
+                                                 save_weights_only=True)
+    trainer = make_trainer()
+    history = trainer.fit(x[:800], y[:800], epochs=5, validation_split=0.25, callbacks=[checkpoint], verbose=0)
+    accuracies = history.history["val_accuracy"]
+    improved = [i + 1 for i, a in enumerate(accuracies) if a > max(accuracies[:i], default=-1.0)]
+    assert sorted(int(d) for d in os.listdir(directory)) == improved
+    best = make_trainer()
+    best.load_checkpoint(directory)
+    np.testing.assert_allclose(best.evaluate(x[600:800], y[600:800], verbose=0)[1], max(accuracies), atol=1e-6)

@@ -13,6 +13,7 @@ by ``weight`` (``sample_weight`` / ``class_weight``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import jax
@@ -82,7 +83,7 @@ def _per_output(value, keys: list, names: list, what: str) -> list:
 
 def build(outputs, y_example, loss, loss_weights, metrics) -> Objective:
     """The objective for a model whose outputs have the structure of ``outputs`` (shapes)."""
-    if isinstance(outputs, dict):
+    if isinstance(outputs, Mapping):
         keys = names = list(outputs)
     elif isinstance(outputs, (list, tuple)):
         keys, names = list(range(len(outputs))), [f"output_{i}" for i in range(len(outputs))]

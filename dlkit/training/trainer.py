@@ -11,7 +11,6 @@ An iterable of batches runs batch by batch through the same steps.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Optional, Sequence
 
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 
 from dlkit import losses as losses_lib
 from dlkit import freezing, optimizers
-from dlkit.callbacks import CallbackList, History
+from dlkit.callbacks import CallbackList, History, ProgbarLogger
 from dlkit.callbacks.base import LazyLogs
 from dlkit.layers.base import LOSSES, accepts_training
 from dlkit.models import summary as summary_lib
@@ -243,8 +242,9 @@ class Trainer:
         verbose = 1 if verbose == "auto" else int(verbose)
 
         history = History()
-        cbs = CallbackList([*(callbacks or []), history], self, {"epochs": epochs, "verbose": verbose,
-                                                                   "steps": steps})
+        progress = [ProgbarLogger()] if verbose else []  # after the user's callbacks, as in Keras
+        cbs = CallbackList([*(callbacks or []), *progress, history], self, {"epochs": epochs, "verbose": verbose,
+                                                                              "steps": steps})
         self.stop_training = False
         def batch_hook(when: str, index: int, totals) -> None:
             if when == "end":  # the next chunk donates ``totals``: keep a copy for a late reader
@@ -256,13 +256,10 @@ class Trainer:
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            began = time.perf_counter()
             totals = run_epoch(hook)
             logs = _to_floats(means(totals), self.programs.log_names)
             if validate is not None:
                 logs.update({f"val_{k}": v for k, v in validate().items()})
-            if verbose:
-                _print_epoch(epoch, epochs, steps, time.perf_counter() - began, logs)
             self.epoch = epoch + 1
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -502,9 +499,3 @@ def _to_floats(logs: dict, names: list) -> dict:
     """Host floats in ``names`` order (jit returns dicts with sorted keys)."""
     logs = jax.device_get(logs)
     return {k: float(logs[k]) for k in names}
-
-
-def _print_epoch(epoch: int, epochs: int, steps: Optional[int], seconds: float, logs: dict) -> None:
-    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    progress = f"{steps}/{steps} - " if steps else ""
-    print(f"Epoch {epoch + 1}/{epochs}\n{progress}{seconds:.1f}s - {values}", flush=True)
