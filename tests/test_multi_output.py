@@ -31,7 +31,7 @@ def test_each_output_learns_and_logs_under_keras_names(digits8x8):
     # the total is the weighted sum of the per-output losses
     np.testing.assert_allclose(logs["loss"], logs["digit_loss"] + 0.5 * logs["parity_loss"], rtol=1e-5)
     predictions = trainer.predict(x[:4])
-    assert predictions["digit"].shape == (4, 10) and predictions["parity"].shape == (4, 1)
+    assert type(predictions) is dict and predictions["digit"].shape == (4, 10) and predictions["parity"].shape == (4, 1)
 
 
 def test_a_loss_weight_of_zero_leaves_that_output_untrained(digits8x8):

@@ -11,6 +11,7 @@ An iterable of batches runs batch by batch through the same steps.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional, Sequence
 
 import jax
@@ -301,7 +302,8 @@ class Trainer(WeightsMixin):
         self.build(x)
         program, data = self.programs.predict(batch_size), jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
-        return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
+        outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
+        return dict(outputs) if isinstance(outputs, Mapping) else outputs  # Keras returns a plain dict
 
     @property
     def traces(self) -> int:
