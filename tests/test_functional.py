@@ -250,7 +250,7 @@ def test_multi_output_model_returns_a_dict(digits8x8):
     assert set(out) == {"digit", "parity"}
     assert out["digit"].shape == (37, 10) and out["parity"].shape == (37, 1)
     direct = model.apply(trainer.state.variables, x[:37])
-    chex.assert_trees_all_close(out, jax.tree.map(np.asarray, direct), rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(out, jax.tree.map(np.asarray, dict(direct)), rtol=1e-5, atol=1e-5)
     pair = dlkit.Model(inputs, [layers.Dense(2)(h), layers.Dense(3)(h)])
     outs = dlkit.Trainer(pair, loss="mse").predict(x[:4])
     assert [o.shape for o in outs] == [(4, 2), (4, 3)]
