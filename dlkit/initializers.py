@@ -20,6 +20,10 @@ lecun_normal = _init.lecun_normal()
 lecun_uniform = _init.lecun_uniform()
 zeros = _init.zeros_init()
 ones = _init.ones_init()
+# ``orthogonal``: the kernel reshaped to ``(prod(shape[:-1]), shape[-1])`` is ``Q`` (or ``Q^T``) of the QR
+# decomposition of a standard-normal matrix, sign-corrected so the draw is uniform over orthogonal
+# matrices (Keras' ``Orthogonal(gain=1.0)``; the default recurrent kernel of LSTM, GRU and SimpleRNN).
+orthogonal = _init.orthogonal()
 
 
 def constant(value: float):
@@ -52,6 +56,8 @@ _INITIALIZERS = {
     "ones": ones,
     "random_normal": random_normal(),
     "random_uniform": random_uniform(),
+    "uniform": random_uniform(),  # Keras' alias of RandomUniform(-0.05, 0.05)
+    "orthogonal": orthogonal,
 }
 
 

@@ -10,6 +10,10 @@ from dlkit.layers.preprocessing import (Normalization, RandomCrop, RandomFlip, R
                                         RandomZoom, Rescaling)
 from dlkit.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
                                   concatenate, maximum, minimum, multiply, subtract)
+from dlkit.layers.attention import (LayerNormalization, MultiHeadAttention, PositionalEmbedding,
+                                    TransformerDecoder, TransformerEncoder)
+from dlkit.layers.embedding import Embedding
+from dlkit.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlkit.models.sequential import Input
 
 Convolution2D = Conv2D
@@ -26,3 +30,6 @@ __all__ = [
     "Normalization", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Rescaling",
     "Reshape", "add_loss",
 ]
+__all__ += ["LayerNormalization", "MultiHeadAttention", "PositionalEmbedding", "TransformerDecoder",
+            "TransformerEncoder"]
+__all__ += ["Bidirectional", "Embedding", "GRU", "LSTM", "SimpleRNN"]

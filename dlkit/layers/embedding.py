@@ -1,0 +1,96 @@
+"""``Embedding``: integer indices to dense vectors (Keras ``Embedding``).
+
+Masks. With ``mask_zero=True`` index 0 is padding: ``Embedding.compute_mask(tokens)``
+is ``tokens != 0``, a ``(batch, time)`` boolean array, and the recurrent layers
+(``SimpleRNN``, ``LSTM``, ``GRU``, ``Bidirectional``) take it as ``mask=``::
+
+    emb = layers.Embedding(1000, 64, mask_zero=True)
+    x = emb(tokens)                                    # inside a Linen module or a functional graph
+    y = layers.LSTM(32)(x, mask=emb.compute_mask(tokens))
+
+``compute_mask`` works on arrays and on symbolic tensors (``dlkit.Input``), so
+the same two lines build a functional ``dlkit.Model``. There is no implicit mask
+propagation (no Keras ``_keras_mask`` attribute riding on the output array, no
+``Masking`` layer): a mask is an ordinary array passed by keyword, which keeps
+every layer a pure function of its arguments. A ``Sequential`` does not pass
+masks between its layers; use the functional API (or your own module) for
+padded sequences.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dlkit import initializers, regularizers, symbolic
+from dlkit.layers.base import Layer, add_loss
+
+
+def _as_indices(inputs):
+    """Keras casts non-integer indices to ``int32``."""
+    inputs = jnp.asarray(inputs)
+    if not jnp.issubdtype(inputs.dtype, jnp.integer):
+        inputs = inputs.astype(jnp.int32)
+    return inputs
+
+
+class _NotZero(Layer):
+    """``inputs != 0``: the padding mask, as a graph node when ``compute_mask`` meets a symbolic tensor."""
+
+    keras_name: ClassVar[str] = "not_equal"
+
+    def call(self, inputs, training: bool = False):
+        return _as_indices(inputs) != 0
+
+
+class Embedding(Layer):
+    """``outputs[..., :] = embeddings[inputs[...]]`` for integer ``inputs`` in ``[0, input_dim)``.
+
+    ``embeddings`` has shape ``(input_dim, output_dim)``; an input of shape
+    ``(batch, time)`` gives ``(batch, time, output_dim)``. Float inputs are cast
+    to ``int32`` as in Keras. The default initializer ``'uniform'`` is Keras'
+    ``RandomUniform(-0.05, 0.05)``. ``embeddings_regularizer`` adds
+    ``penalty(embeddings)`` to the loss.
+
+    Indices are not range-checked inside compiled code; as with Keras on its
+    JAX backend (``jnp.take``), an index ``>= input_dim`` gives a row of NaN
+    and a negative one counts from the end.
+
+    ``mask_zero=True`` reserves index 0 for padding; ``compute_mask(inputs)``
+    then returns the ``(batch, time)`` mask ``inputs != 0`` to pass as ``mask=``
+    to a recurrent layer (see the module docstring). As in Keras, ``input_dim``
+    must then count the padding index too (vocabulary size + 1).
+    """
+
+    input_dim: int
+    output_dim: int
+    embeddings_initializer: Any = "uniform"
+    embeddings_regularizer: Any = None
+    mask_zero: bool = False
+    keras_name: ClassVar[str] = "embedding"
+
+    @nn.compact
+    def call(self, inputs, training: bool = False):
+        if self.input_dim <= 0 or self.output_dim <= 0:
+            raise ValueError(f"Embedding needs input_dim > 0 and output_dim > 0, got {self.input_dim} and "
+                             f"{self.output_dim}.")
+        embeddings = self.param("embeddings", initializers.get(self.embeddings_initializer),
+                                (self.input_dim, self.output_dim), jnp.float32)
+        penalty = regularizers.get(self.embeddings_regularizer)
+        if penalty is not None:
+            add_loss(self, penalty(embeddings))
+        return jnp.take(embeddings, _as_indices(inputs), axis=0)
+
+    @nn.nowrap
+    def compute_mask(self, inputs, mask=None):
+        """``inputs != 0`` if ``mask_zero`` else ``None`` (Keras ``Embedding.compute_mask``).
+
+        Needs no weights, so it may be called on the unbound layer; on a
+        symbolic tensor it records the comparison in the functional graph.
+        """
+        if not self.mask_zero:
+            return None
+        if symbolic.is_symbolic(inputs):
+            return _NotZero(parent=None)(inputs)  # a graph node of its own, not a child of this layer
+        return _as_indices(inputs) != 0
