@@ -439,3 +439,21 @@ def test_lstm_learns_digits_as_sequences(digits8x8):
     _, accuracy = trainer.evaluate(x[split:], y[split:], verbose=0)
     assert accuracy > 0.9, accuracy
     assert seconds < 30, seconds
+
+
+def test_sequential_passes_the_embedding_mask_to_the_next_recurrent_layer():
+    import dlkit
+    from dlkit import layers as L
+
+    tokens = np.array([[3, 5, 2, 0, 0, 0], [4, 1, 0, 0, 0, 0]], np.int32)
+    model = dlkit.Sequential([L.Embedding(10, 4, mask_zero=True),
+                              L.Bidirectional(L.LSTM(3, return_sequences=True)), L.LSTM(2)])
+    trainer = dlkit.Trainer(model, loss="mse")
+    padded = trainer.predict(tokens)
+    np.testing.assert_allclose(padded[0], trainer.predict(tokens[:1, :3])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(padded[1], trainer.predict(tokens[1:, :2])[0], rtol=1e-5, atol=1e-6)
+    unmasked = dlkit.Trainer(dlkit.Sequential([L.Embedding(10, 4), L.Bidirectional(L.LSTM(3, return_sequences=True)),
+                                               L.LSTM(2)]), loss="mse")
+    unmasked.build(tokens)
+    unmasked.set_weights(trainer.get_weights())
+    assert not np.allclose(unmasked.predict(tokens)[0], padded[0], atol=1e-4)

@@ -1,6 +1,7 @@
 """``Sequential``: a stack of layers is itself a Linen module (``Input`` lives in ``dlkit.symbolic``)."""
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any, Optional, Sequence
 
@@ -97,7 +98,26 @@ class Sequential(nn.Module):
     def call(self, inputs, training: bool = False):
         if not self.layers:
             raise ValueError("This Sequential has no layers; pass a list of layers or call add().")
-        x = inputs
+        x, mask = inputs, None
         for layer, name in zip(self.layers, self.layer_names):
-            x = call_with_training(layer.clone(parent=self, name=name), x, training)
+            module = layer.clone(parent=self, name=name)
+            if mask is not None and _takes_mask(layer):
+                y = module(x, training=training, mask=mask)
+                if not _returns_sequences(layer):
+                    mask = None  # the sequence axis is gone
+            else:
+                y = call_with_training(module, x, training)
+            if hasattr(layer, "compute_mask"):  # Keras' mask propagation, e.g. Embedding(mask_zero=True)
+                mask = layer.compute_mask(x)
+            x = y
         return x
+
+
+def _takes_mask(layer) -> bool:
+    call = getattr(type(layer), "call", None)
+    return call is not None and "mask" in inspect.signature(call).parameters
+
+
+def _returns_sequences(layer) -> bool:
+    inner = getattr(layer, "layer", None)  # Bidirectional wraps its layer
+    return bool(getattr(layer, "return_sequences", getattr(inner, "return_sequences", False)))
