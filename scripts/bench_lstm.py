@@ -1,0 +1,177 @@
+"""Benchmark: dlkit vs a hand-written Flax+Optax loop vs Keras 3 (JAX backend) on the same LSTM.
+
+    python scripts/bench_lstm.py [--epochs 6] [--repeats 3]
+
+MNIST rows task: each bundled digit is 28 time steps of 28 features; first 8000
+train, last 2000 test, batch 128. Model: LSTM(128) (last output) -> Dense(10);
+Adam(1e-3); from-logits sparse cross-entropy. Flax uses ``nn.RNN(nn.OptimizedLSTMCell(128))``
+over a jitted step with the data on the device. Same protocol and table as
+``scripts/bench_cnn.py`` (whose data loader and constants are imported): one
+process per contender, default XLA environment and YNNPACK fusion off,
+interleaved repeats; prints first-epoch time (compile included), median steady
+epoch (with min-max of the per-process medians), test accuracy, and dlkit's ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_cnn import BATCH, BEST_FLAGS, data as cnn_data  # noqa: E402
+
+UNITS = 128
+
+
+def data():
+    x_train, y_train, x_test, y_test = cnn_data(flat=False)
+    return x_train.reshape(-1, 28, 28), y_train, x_test.reshape(-1, 28, 28), y_test
+
+
+def run_dlkit(epochs: int):
+    import dlkit
+    from dlkit import layers
+    x_train, y_train, x_test, y_test = data()
+    model = dlkit.Sequential([dlkit.Input((28, 28)), layers.LSTM(UNITS), layers.Dense(10)])
+    trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.Adam(1e-3),
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    times, began = [], []
+    timer = dlkit.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: began.append(time.perf_counter()),
+        on_epoch_end=lambda epoch, logs=None: times.append(time.perf_counter() - began[-1]))
+    trainer.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
+    return times, trainer.evaluate(x_test, y_test, batch_size=500, verbose=0)[1]
+
+
+def run_flax(epochs: int):
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    x_train, y_train, x_test, y_test = data()
+
+    class RowLSTM(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.RNN(nn.OptimizedLSTMCell(UNITS))(x)[:, -1]
+            return nn.Dense(10)(x)
+
+    model, tx = RowLSTM(), optax.adam(1e-3)
+    params = model.init(jax.random.key(0), x_train[:1])["params"]
+    opt_state = tx.init(params)
+    x_dev, y_dev = jax.device_put(x_train), jax.device_put(y_train)
+
+    @jax.jit
+    def train_step(params, opt_state, index):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, x_dev[index])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y_dev[index]).mean()
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def accuracy(params, x, y):
+        return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
+
+    rng, times = np.random.default_rng(0), []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        perm = rng.permutation(len(x_train))
+        for start in range(0, len(perm), BATCH):
+            params, opt_state, loss = train_step(params, opt_state, perm[start:start + BATCH])
+        loss.block_until_ready()
+        times.append(time.perf_counter() - began)
+    return times, float(accuracy(params, x_test, y_test))
+
+
+def run_keras(epochs: int):
+    os.environ["KERAS_BACKEND"] = "jax"
+    import keras
+    x_train, y_train, x_test, y_test = data()
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.LSTM(UNITS), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.began)
+
+    model.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[Timer()])
+    return times, model.evaluate(x_test, y_test, batch_size=500, verbose=0)[1]
+
+
+RUNNERS = {"dlkit": run_dlkit, "flax": run_flax, "keras": run_keras}
+
+
+def worker(name: str, epochs: int) -> None:
+    times, accuracy = RUNNERS[name](epochs)
+    print(json.dumps({"times": times, "accuracy": float(accuracy)}))
+
+
+def spawn(name: str, flags: str, epochs: int):
+    env = dict(os.environ)
+    if flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
+    cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(epochs)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.epochs)
+
+    import importlib.util
+    names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
+    runs: dict = {}
+    for _ in range(args.repeats):  # interleaved, so a noisy spell of the machine hits every contender
+        for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
+            for name in names:
+                result = spawn(name, flags, args.epochs)
+                if result:
+                    runs.setdefault((name, env_name), []).append(result)
+    steps = -(-8000 // BATCH)
+    print(f"LSTM rows: {args.repeats} processes x {args.epochs} epochs of {steps} steps "
+          f"per contender; first = median first epoch (compile included); steady = median of every later epoch, "
+          f"spread = min-max of the per-process medians")
+    print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} {'test acc':>9}")
+    summary = {}
+    for (name, env_name), results in runs.items():
+        first = statistics.median(r["times"][0] for r in results)
+        steady = statistics.median(t for r in results for t in r["times"][1:])
+        per_process = [statistics.median(r["times"][1:]) for r in results]
+        accuracy = statistics.median(r["accuracy"] for r in results)
+        summary[(name, env_name)] = (first, steady)
+        print(f"{name:<8} {env_name:<8} {first:>8.2f} {steady:>9.3f} {min(per_process):>5.2f}-{max(per_process):<6.2f}"
+              f" {1000 * steady / steps:>8.2f} {accuracy:>9.4f}")
+    if ("dlkit", "default") in summary:
+        ours_first, ours_steady = summary[("dlkit", "default")]
+        for env_name in ("default", "ynn off"):
+            others = [(v[1], v[0], n) for (n, e), v in summary.items() if e == env_name and n != "dlkit"]
+            if others:
+                best_steady, _, best_name = min(others)
+                best_first = min(o[1] for o in others)
+                print(f"dlkit (default env) / fastest other ({env_name} env, {best_name}): steady "
+                      f"{ours_steady / best_steady:.2f}x, first epoch {ours_first / best_first:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
