@@ -136,11 +136,12 @@ def worker(name: str, epochs: int, tiny: bool) -> None:
     print(json.dumps({"times": times, "accuracy": float(accuracy)}))
 
 
-def spawn(name: str, flags: str, epochs: int, tiny: bool):
+def spawn(script: str, name: str, flags: str, epochs: int, extra: list):
+    """Run ``script --worker name`` in a fresh process (XLA_FLAGS is read once per process)."""
     env = dict(os.environ)
     if flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
-    cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(epochs)] + (["--tiny"] if tiny else [])
+    cmd = [sys.executable, script, "--worker", name, "--epochs", str(epochs), *extra]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
         print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -148,27 +149,19 @@ def spawn(name: str, flags: str, epochs: int, tiny: bool):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--worker")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    if args.worker:
-        return worker(args.worker, args.epochs, args.tiny)
-
+def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()) -> None:
+    """Run every contender of ``script`` in both XLA environments, interleaved, and print the table."""
     import importlib.util
     names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
     runs: dict = {}
-    for _ in range(args.repeats):  # interleaved, so a noisy spell of the machine hits every contender
+    for _ in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
         for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
             for name in names:
-                result = spawn(name, flags, args.epochs, args.tiny)
+                result = spawn(script, name, flags, epochs, list(extra))
                 if result:
                     runs.setdefault((name, env_name), []).append(result)
     steps = -(-8000 // BATCH)
-    print(f"{'tiny MLP' if args.tiny else 'CNN'}: {args.repeats} processes x {args.epochs} epochs of {steps} steps "
+    print(f"{title}: {repeats} processes x {epochs} epochs of {steps} steps "
           f"per contender; first = median first epoch (compile included); steady = median of every later epoch, "
           f"spread = min-max of the per-process medians")
     print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} {'test acc':>9}")
@@ -190,6 +183,19 @@ def main() -> None:
                 best_first = min(o[1] for o in others)
                 print(f"dlkit (default env) / fastest other ({env_name} env, {best_name}): steady "
                       f"{ours_steady / best_steady:.2f}x, first epoch {ours_first / best_first:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.epochs, args.tiny)
+    compare(os.path.abspath(__file__), "tiny MLP" if args.tiny else "CNN", args.epochs, args.repeats,
+            ["--tiny"] if args.tiny else [])
 
 
 if __name__ == "__main__":

@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cnn import BATCH, BEST_FLAGS, data as cnn_data  # noqa: E402
+from bench_cnn import BATCH, compare, data as cnn_data  # noqa: E402
 
 UNITS = 128
 
@@ -118,18 +116,6 @@ def worker(name: str, epochs: int) -> None:
     print(json.dumps({"times": times, "accuracy": float(accuracy)}))
 
 
-def spawn(name: str, flags: str, epochs: int):
-    env = dict(os.environ)
-    if flags:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
-    cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(epochs)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode:
-        print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker")
@@ -138,39 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.epochs)
-
-    import importlib.util
-    names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
-    runs: dict = {}
-    for _ in range(args.repeats):  # interleaved, so a noisy spell of the machine hits every contender
-        for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
-            for name in names:
-                result = spawn(name, flags, args.epochs)
-                if result:
-                    runs.setdefault((name, env_name), []).append(result)
-    steps = -(-8000 // BATCH)
-    print(f"LSTM rows: {args.repeats} processes x {args.epochs} epochs of {steps} steps "
-          f"per contender; first = median first epoch (compile included); steady = median of every later epoch, "
-          f"spread = min-max of the per-process medians")
-    print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} {'test acc':>9}")
-    summary = {}
-    for (name, env_name), results in runs.items():
-        first = statistics.median(r["times"][0] for r in results)
-        steady = statistics.median(t for r in results for t in r["times"][1:])
-        per_process = [statistics.median(r["times"][1:]) for r in results]
-        accuracy = statistics.median(r["accuracy"] for r in results)
-        summary[(name, env_name)] = (first, steady)
-        print(f"{name:<8} {env_name:<8} {first:>8.2f} {steady:>9.3f} {min(per_process):>5.2f}-{max(per_process):<6.2f}"
-              f" {1000 * steady / steps:>8.2f} {accuracy:>9.4f}")
-    if ("dlkit", "default") in summary:
-        ours_first, ours_steady = summary[("dlkit", "default")]
-        for env_name in ("default", "ynn off"):
-            others = [(v[1], v[0], n) for (n, e), v in summary.items() if e == env_name and n != "dlkit"]
-            if others:
-                best_steady, _, best_name = min(others)
-                best_first = min(o[1] for o in others)
-                print(f"dlkit (default env) / fastest other ({env_name} env, {best_name}): steady "
-                      f"{ours_steady / best_steady:.2f}x, first epoch {ours_first / best_first:.2f}x")
+    compare(os.path.abspath(__file__), "LSTM rows", args.epochs, args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,8 @@
 """The README's main job: the example CNN reaches >= 0.97 test accuracy on the bundled digits in 3 epochs."""
-import importlib.util
-import pathlib
 
 import numpy as np
 
 import dlkit
-
-
-def load_example(name: str):
-    path = pathlib.Path(__file__).parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_bundled_digits_are_the_real_mnist_test_set():
@@ -22,7 +12,7 @@ def test_bundled_digits_are_the_real_mnist_test_set():
     np.testing.assert_array_equal(np.bincount(y), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
 
 
-def test_example_cnn_reaches_97_percent(capsys):
+def test_example_cnn_reaches_97_percent(capsys, load_example):
     accuracy = load_example("mnist_cnn").main(epochs=3)
     out = capsys.readouterr().out
     assert "Epoch 3/3" in out and "test accuracy" in out

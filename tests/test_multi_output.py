@@ -55,13 +55,7 @@ def test_a_missing_loss_or_target_is_named(digits8x8):
         dlkit.Trainer(two_headed(), loss="mse").fit(x[:10], {"digit": y[:10]}, verbose=0)
 
 
-def test_wide_and_deep_example_beats_the_mean_baseline():
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[1] / "examples" / "wide_and_deep.py"
-    spec = importlib.util.spec_from_file_location("wide_and_deep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_wide_and_deep_example_beats_the_mean_baseline(load_example):
+    module = load_example("wide_and_deep")
     result = module.main(epochs=60, verbose=0)
     assert result["test_mae"] < 0.85 * result["baseline_mae"]

@@ -58,14 +58,8 @@ def test_freezing_an_unknown_part_lists_the_known_ones():
         trainer().freeze("bass")
 
 
-def test_transfer_beats_training_from_scratch_on_20_labels():
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[1] / "examples" / "fine_tuning.py"
-    spec = importlib.util.spec_from_file_location("fine_tuning", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+def test_transfer_beats_training_from_scratch_on_20_labels(load_example):
+    example = load_example("fine_tuning")
     results = example.main(verbose=0)  # (transferred, from scratch) test accuracy, 3 draws of 20 labels
     assert all(transferred > scratch for transferred, scratch in results), results
     assert np.mean([t - s for t, s in results]) > 0.03, results
