@@ -42,23 +42,25 @@ class Programs:
 
     def chunk(self, train: bool, steps: int, size: int):
         """``run(state, totals, data, perm, start, valid) -> (state, totals)`` (train) or ``totals``."""
-        def run(state, totals, data, perm, start, valid):
-            for i in range(steps):
-                batch = self._gather(data, perm, start + i * size, size, valid - i * size)
-                state, totals = self._accumulate(step, state, totals, batch)
-            return (state, totals) if train else totals
+        def make(step):
+            def run(state, totals, data, perm, start, valid):
+                for i in range(steps):
+                    batch = self._gather(data, perm, start + i * size, size, valid - i * size)
+                    state, totals = self._accumulate(step, state, totals, batch)
+                return (state, totals) if train else totals
+            return run
 
-        step = self._step(train)
-        return self._cached(("chunk", train, steps, size), run, train)
+        return self._cached(("chunk", train, steps, size), make, train)
 
     def batch(self, train: bool):
         """``run(state, totals, (x, y, weight, mask))``, for batches handed in one at a time."""
-        def run(state, totals, batch):
-            state, totals = self._accumulate(step, state, totals, batch)
-            return (state, totals) if train else totals
+        def make(step):
+            def run(state, totals, batch):
+                state, totals = self._accumulate(step, state, totals, batch)
+                return (state, totals) if train else totals
+            return run
 
-        step = self._step(train)
-        return self._cached(("batch", train), run, train)
+        return self._cached(("batch", train), make, train)
 
     def predict(self, size: int):
         """``run(variables, data, start)``: outputs for rows ``start .. start + size`` (clipped)."""
@@ -93,16 +95,15 @@ class Programs:
         state, batch_totals = step(state, batch)
         return state, jax.tree.map(jnp.add, totals, batch_totals)
 
-    def _step(self, train: bool):
-        make = make_train_step if train else make_eval_step
-        return make(self.apply_fn, self.objective, self.pass_training)
-
-    def _cached(self, key: tuple, run: Callable, train: bool):
+    def _cached(self, key: tuple, make_run: Callable, train: bool):
+        """The program for ``key``; on a miss, ``make_run(step)`` builds it around the pure step."""
         key = (*key, self.objective)
         if key not in self._cache:
+            step = (make_train_step if train else make_eval_step)(self.apply_fn, self.objective, self.pass_training)
             # The XLA options speed the training step and slow inference (measured), so
             # only training programs get them.
-            self._cache[key] = self._jit(run, (0, 1) if train else (1,), self.train_options if train else None)
+            self._cache[key] = self._jit(make_run(step), (0, 1) if train else (1,),
+                                         self.train_options if train else None)
         return self._cache[key]
 
     def _jit(self, fn: Callable, donate: tuple, options: Optional[dict]):

@@ -139,9 +139,10 @@ class Trainer(WeightsMixin):
         chunks = [(steps, batch_size) for steps in [k] * (full // k) + ([full % k] if full % k else [])]
         if tail:
             chunks.append((1, batch_size if self._pad_last_batch() else tail))
+        programs = {chunk: self.programs.chunk(True, *chunk) for chunk in set(chunks)}
         totals, start = self.programs.zeros_totals(), 0
         for steps, size in chunks:
-            program = self.programs.chunk(True, steps, size)
+            program = programs[steps, size]
             if on_chunk:
                 on_chunk("begin", start // batch_size, totals)
             self.state, totals = program(self.state, totals, data, perm, start, min(steps * size, n - start))
