@@ -2,12 +2,12 @@
 from dlkit import (activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers,
                    regularizers, utils)
 from dlkit.models import Input, Model, Sequential
-from dlkit.plotting import plot_history
+from dlkit.plotting import plot_history, plot_image_grid, plot_latent_space
 from dlkit.training import Trainer, TrainState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Input", "Model", "Sequential", "TrainState", "Trainer", "activations", "callbacks", "datasets", "initializers",
-    "layers", "losses", "metrics", "models", "optimizers", "plot_history", "regularizers", "utils",
+    "layers", "losses", "metrics", "models", "optimizers", "plot_history", "plot_image_grid", "plot_latent_space", "regularizers", "utils",
 ]

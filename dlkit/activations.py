@@ -57,6 +57,11 @@ def softplus(x):
     return jax.nn.softplus(x)
 
 
+def leaky_relu(x, negative_slope: float = 0.2):
+    """``x`` if ``x > 0`` else ``negative_slope * x``."""
+    return jax.nn.leaky_relu(x, negative_slope)
+
+
 _ACTIVATIONS = {
     "linear": linear,
     "identity": linear,
@@ -68,6 +73,7 @@ _ACTIVATIONS = {
     "tanh": tanh,
     "softmax": softmax,
     "softplus": softplus,
+    "leaky_relu": leaky_relu,
 }
 
 

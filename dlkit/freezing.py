@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Mapping
 from typing import Iterator
 
 import jax
@@ -39,11 +40,19 @@ def labels(params, rules: Rules):
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def masked(tx: optax.GradientTransformation, params, rules: Rules) -> optax.GradientTransformation:
-    """``tx`` for trainable parameters, a zero update for frozen ones."""
+def masked(tx, params, rules: Rules):
+    """``tx`` for trainable parameters, a zero update for frozen ones (per group when ``tx``
+    is a dict of optimizers, one per top-level parameter group)."""
     if not rules or all(value for _, value in rules):
         return tx
-    return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels(params, rules))
+    marks = labels(params, rules)
+    if isinstance(tx, Mapping):
+        return type(tx)({part: _masked(each, marks[part]) for part, each in tx.items()})
+    return _masked(tx, marks)
+
+
+def _masked(tx: optax.GradientTransformation, marks) -> optax.GradientTransformation:
+    return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, marks)
 
 
 @contextlib.contextmanager

@@ -111,6 +111,12 @@ class Loss:
     def per_sample(self, y_true, y_pred):
         raise NotImplementedError
 
+    def per_row(self, y_true, y_pred):
+        """One value per batch row: ``per_sample`` averaged over any further axes (time steps,
+        pixels), as Keras averages them."""
+        values = self.per_sample(y_true, y_pred)
+        return values.reshape(values.shape[0], -1).mean(axis=-1) if values.ndim > 1 else values
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         values = self.per_sample(jnp.asarray(y_true), jnp.asarray(y_pred))
         if sample_weight is None:

@@ -95,8 +95,14 @@ _OPTIMIZERS = {
 }
 
 
-def get(identifier) -> optax.GradientTransformation:
-    """Resolve an optimizer name (Keras defaults) or pass an optax transformation through."""
+def get(identifier):
+    """Resolve an optimizer name (Keras defaults) or pass an optax transformation through.
+
+    A dict ``{group: optimizer}`` gives each top-level parameter group (a GAN's
+    ``'generator'`` and ``'discriminator'``) its own optimizer and state.
+    """
+    if isinstance(identifier, dict):
+        return {part: get(each) for part, each in identifier.items()}
     if isinstance(identifier, optax.GradientTransformation):
         return identifier
     if isinstance(identifier, str):

@@ -1,7 +1,10 @@
-"""Training curves: what users look at to diagnose a learning rate too low or too high."""
+"""Pictures users look at: training curves (a learning rate too low or too high), grids of
+generated images, and a VAE's 2-D latent space."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
+
+import numpy as np
 
 
 def plot_history(history, path: str, metrics: Optional[Sequence[str]] = None) -> str:
@@ -10,11 +13,7 @@ def plot_history(history, path: str, metrics: Optional[Sequence[str]] = None) ->
     One panel per quantity (``loss``, then each metric), the training curve solid
     and ``val_<name>`` dashed, against the epoch number. Returns ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     logs = getattr(history, "history", history)
     names = list(metrics) if metrics is not None else [k for k in logs if not k.startswith("val_")]
     if not names:
@@ -34,3 +33,57 @@ def plot_history(history, path: str, metrics: Optional[Sequence[str]] = None) ->
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images, cols: Optional[int] = None) -> np.ndarray:
+    """Tile ``images`` ``(n, rows, cols[, channels])`` into one array, ``cols`` per line (default
+    about ``sqrt(n)``), blank cells after the last image."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4) or not len(images):
+        raise ValueError(f"images must be (n, rows, cols) or (n, rows, cols, channels) with n > 0, got shape "
+                         f"{images.shape}.")
+    n, height, width = images.shape[:3]
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    lines = -(-n // cols)
+    grid = np.zeros((lines * height, cols * width, *images.shape[3:]), images.dtype)
+    for i, image in enumerate(images):
+        row, col = divmod(i, cols)
+        grid[row * height:(row + 1) * height, col * width:(col + 1) * width] = image
+    return grid
+
+
+def plot_image_grid(images, path: str, cols: Optional[int] = None, title: Optional[str] = None) -> str:
+    """Save ``images`` (values in [0, 1]; grayscale or RGB) as one tiled PNG. Returns ``path``."""
+    plt = _pyplot()
+    grid = image_grid(np.clip(np.asarray(images, np.float32), 0.0, 1.0), cols)
+    figure = plt.figure(figsize=(grid.shape[1] / 28, grid.shape[0] / 28 + (0.4 if title else 0)))
+    plt.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0)
+    plt.axis("off")
+    if title:
+        plt.title(title)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_latent_space(trainer, path: str, n: int = 15, scale: float = 1.0) -> str:
+    """Decode an ``n x n`` grid of codes spanning ``[-scale, scale]^2`` with a trained 2-D-latent VAE
+    (or GAN) and save the images as one PNG, ``z_1`` growing rightwards and ``z_2`` upwards."""
+    latent_dim = getattr(trainer.model, "latent_dim", None)
+    if latent_dim != 2:
+        raise ValueError(f"plot_latent_space draws a 2-D latent space; this model's latent_dim is {latent_dim}. "
+                         f"Train a VAE(..., latent_dim=2), or plot samples with plot_image_grid.")
+    axis = np.linspace(-scale, scale, n, dtype=np.float32)
+    z = np.stack(np.meshgrid(axis, axis[::-1]), axis=-1).reshape(-1, 2)
+    return plot_image_grid(trainer.predict(z, method="generate"), path, cols=n)

@@ -13,3 +13,110 @@ def to_categorical(y, num_classes=None, dtype="float32") -> np.ndarray:
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"Labels must lie in [0, {num_classes}); got values from {y.min()} to {y.max()}.")
     return np.eye(num_classes, dtype=dtype)[y]
+
+
+def timeseries_dataset_from_array(data, targets, sequence_length, sequence_stride=1, sampling_rate=1,
+                                  batch_size=128, shuffle=False, seed=None, start_index=None,
+                                  end_index=None) -> TimeseriesDataset:
+    """Sliding windows over a series, in batches (Keras' ``timeseries_dataset_from_array``).
+
+    Axis 0 of ``data`` is time. Windows start at ``start_index``, ``start_index +
+    sequence_stride``, ...; the window starting at ``i`` is ``data[i], data[i +
+    sampling_rate], ...`` (``sequence_length`` steps), and every step lies in
+    ``data[start_index:end_index]``. Its target is ``targets[i]`` (Keras' rule), so
+    to forecast the step after each window pass ``data[:-1]`` and
+    ``targets=data[sequence_length:]``; ``targets=None`` yields windows alone.
+
+    Returns a :class:`TimeseriesDataset`: an iterable of numpy ``(windows, targets)``
+    batches that starts a new pass on each ``iter()``, so ``Trainer.fit`` can run it
+    for several epochs, and ``evaluate``/``predict`` accept it too. ``batch_size=None``
+    yields single samples. ``shuffle`` draws a new order each pass from ``seed`` (the
+    windows are Keras'; the order is not tf.data's shuffle buffer).
+
+    Keras' valid arguments give Keras' windows. Where Keras would yield nothing (a
+    window longer than the data) this raises. It also accepts ``end_index=len(data)``
+    and strides of ``len(data)`` or more, which Keras refuses.
+    """
+    data = np.asarray(data)
+    if data.ndim == 0 or len(data) == 0:
+        raise ValueError(f"data must be an array with a time axis (axis 0) and at least one step; "
+                         f"got shape {data.shape}.")
+    sequence_length = _positive_int("sequence_length", sequence_length)
+    sequence_stride = _positive_int("sequence_stride", sequence_stride)
+    sampling_rate = _positive_int("sampling_rate", sampling_rate)
+    batch_size = None if batch_size is None else _positive_int("batch_size", batch_size)
+    start, end = _window_range(len(data), start_index, end_index)
+    span = (sequence_length - 1) * sampling_rate + 1
+    num_windows = end - start - span + 1
+    if num_windows <= 0:
+        raise ValueError(f"A window spans {span} steps (sequence_length={sequence_length}, "
+                         f"sampling_rate={sampling_rate}) but data[{start}:{end}] has only {end - start}. "
+                         f"Shorten sequence_length or sampling_rate, or widen start_index/end_index.")
+    if targets is not None:
+        targets = np.asarray(targets)
+        if targets.ndim == 0 or len(targets) <= start:
+            raise ValueError(f"targets[i] is the target of the window starting at data[i], and the first window "
+                             f"starts at {start}, but targets has shape {targets.shape}. Pass one target per "
+                             f"window start (for next-step forecasting, targets=data[sequence_length:]).")
+        num_windows = min(num_windows, len(targets) - start)
+    starts = np.arange(start, start + num_windows, sequence_stride)
+    offsets = np.arange(sequence_length) * sampling_rate
+    return TimeseriesDataset(data, targets, starts, offsets, batch_size, shuffle, seed)
+
+
+class TimeseriesDataset:
+    """Batches of windows ``data[starts[k] + offsets]`` with targets ``targets[starts[k]]``.
+
+    Re-iterable: each ``iter()`` is a new pass (a new order when shuffling). Batches are
+    gathered on demand by fancy indexing, so memory holds one batch of windows at a time.
+    Built by :func:`timeseries_dataset_from_array`.
+    """
+
+    def __init__(self, data, targets, starts, offsets, batch_size, shuffle, seed):
+        self.data, self.targets, self.starts, self.offsets = data, targets, starts, offsets
+        self.batch_size, self.shuffle = batch_size, bool(shuffle)
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.starts)
+
+    def __len__(self) -> int:
+        """Batches per pass (samples when unbatched), like ``len`` of Keras' dataset."""
+        return self.num_windows if self.batch_size is None else -(-self.num_windows // self.batch_size)
+
+    def __iter__(self):
+        order = self._rng.permutation(self.starts) if self.shuffle else self.starts
+        if self.batch_size is None:
+            return (self._item(first) for first in order)
+        return (self._item(order[i:i + self.batch_size]) for i in range(0, len(order), self.batch_size))
+
+    def _item(self, first):
+        """The windows (and targets) starting at ``first``: an index, or an array of them (a batch)."""
+        windows = self.data[np.add.outer(first, self.offsets)]
+        return windows if self.targets is None else (windows, self.targets[first])
+
+    def __repr__(self) -> str:
+        return (f"TimeseriesDataset({self.num_windows} windows of {len(self.offsets)} steps, "
+                f"batch_size={self.batch_size}, shuffle={self.shuffle})")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _window_range(length: int, start_index, end_index) -> tuple:
+    """``[start, end)``, the steps windows may use, checked against the data's ``length``."""
+    start = 0 if start_index is None else start_index
+    end = length if end_index is None else end_index
+    for name, value in (("start_index", start), ("end_index", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer or None, got {value!r}.")
+    if not 0 <= start < length:
+        raise ValueError(f"start_index must be in [0, {length}) for data of length {length}; got {start}.")
+    if not start < end <= length:
+        raise ValueError(f"end_index must be in ({start}, {length}] (after start_index={start}, at most the data "
+                         f"length {length}); got {end}.")
+    return int(start), int(end)

@@ -1,7 +1,8 @@
 """Keras-named layers, each a Flax Linen module (see ``dlkit.layers.base`` for the conventions)."""
 from dlkit.layers.base import Layer, add_loss
-from dlkit.layers.convolutional import Conv1D, Conv2D, Conv3D
-from dlkit.layers.core import Activation, Dense, Dropout, Flatten, Reshape
+from dlkit.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose, Conv3D
+from dlkit.layers.core import (Activation, Dense, Dropout, Flatten, GaussianNoise, LeakyReLU, Reshape,
+                               UpSampling2D)
 from dlkit.layers.normalization import BatchNormalization
 from dlkit.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
@@ -33,3 +34,4 @@ __all__ = [
 __all__ += ["LayerNormalization", "MultiHeadAttention", "PositionalEmbedding", "TransformerDecoder",
             "TransformerEncoder"]
 __all__ += ["Bidirectional", "Embedding", "GRU", "LSTM", "SimpleRNN"]
+__all__ += ["Conv2DTranspose", "GaussianNoise", "LeakyReLU", "UpSampling2D"]

@@ -28,9 +28,10 @@ from dlkit import activations, initializers, regularizers, symbolic
 LOSSES = "losses"
 
 
-def add_loss(module: nn.Module, value) -> None:
-    """Add a scalar term to the training loss (Keras ``layer.add_loss``)."""
-    module.sow(LOSSES, "add_loss", jnp.asarray(value, jnp.float32))
+def add_loss(module: nn.Module, value, name: str = "add_loss") -> None:
+    """Add a scalar term to the training loss (Keras ``layer.add_loss``); ``name`` lets a step
+    find the term again (``Applied.losses``) to log it on its own."""
+    module.sow(LOSSES, name, jnp.asarray(value, jnp.float32))
 
 
 def accepts_training(module: nn.Module) -> bool:

@@ -87,3 +87,54 @@ class Conv3D(_Conv):
 
     rank: ClassVar[int] = 3
     keras_name: ClassVar[str] = "conv3d"
+
+
+def transpose_padding(kernel: int, stride: int, padding: str) -> tuple:
+    """Pads ``(before, after)`` of the stride-dilated input for a transposed convolution, chosen
+    so that the output has Keras' length: ``in * stride`` for ``'same'``,
+    ``(in - 1) * stride + max(kernel, stride)`` for ``'valid'``."""
+    if padding_mode(padding) == "VALID":
+        return kernel - 1, kernel - 1 + max(kernel, stride) - kernel
+    total = stride + kernel - 2
+    before = min(total // 2 + total % 2, kernel - 1)
+    return before, total - before
+
+
+class Conv2DTranspose(WeightedLayer):
+    """Transposed 2D convolution (Keras ``Conv2DTranspose``), the gradient of ``Conv2D`` with
+    respect to its input: it upsamples ``(batch, rows, cols, channels)`` by ``strides``.
+
+    Computed as a convolution of the stride-dilated input with the spatially flipped kernel;
+    the kernel has Keras' layout ``(*kernel_size, filters, in_channels)``.
+    """
+
+    filters: int
+    kernel_size: Any
+    strides: Any = 1
+    padding: str = "valid"
+    activation: Any = None
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    bias_initializer: Any = "zeros"
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+    activity_regularizer: Any = None
+    keras_name: ClassVar[str] = "conv2d_transpose"
+
+    @nn.compact
+    def call(self, inputs, training: bool = False):
+        if inputs.ndim != 4:
+            raise ValueError(f"Conv2DTranspose expects inputs (batch, rows, cols, channels), got shape "
+                             f"{inputs.shape}. Add a channel axis, e.g. x[..., None].")
+        kernel_size = as_tuple(self.kernel_size, 2, "kernel_size")
+        strides = as_tuple(self.strides, 2, "strides")
+        kernel, bias = self._weights((*kernel_size, self.filters, inputs.shape[-1]), self.filters)
+        y = lax.conv_general_dilated(
+            inputs,
+            kernel[::-1, ::-1].swapaxes(2, 3),
+            window_strides=(1, 1),
+            padding=[transpose_padding(k, s, self.padding) for k, s in zip(kernel_size, strides)],
+            lhs_dilation=strides,
+            dimension_numbers=_DIMENSIONS[2],
+        )
+        return self._output(y, bias)

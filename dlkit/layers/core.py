@@ -1,4 +1,4 @@
-"""Core layers: Dense, Activation, Dropout, Flatten, Reshape."""
+"""Core layers: Dense, Activation, LeakyReLU, Dropout, GaussianNoise, Flatten, Reshape, UpSampling2D."""
 from __future__ import annotations
 
 from typing import Any, ClassVar, Optional, Sequence
@@ -38,6 +38,16 @@ class Activation(Layer):
 
     def call(self, inputs, training: bool = False):
         return activations.get(self.activation)(inputs)
+
+
+class LeakyReLU(Layer):
+    """``x`` if ``x > 0`` else ``negative_slope * x`` (Keras ``LeakyReLU``; Keras 3's default slope)."""
+
+    negative_slope: float = 0.3
+    keras_name: ClassVar[str] = "leaky_re_lu"
+
+    def call(self, inputs, training: bool = False):
+        return activations.leaky_relu(inputs, self.negative_slope)
 
 
 class Dropout(Layer):
@@ -81,3 +91,27 @@ class Reshape(Layer):
 
     def call(self, inputs, training: bool = False):
         return inputs.reshape(inputs.shape[0], *self.target_shape)
+
+
+class GaussianNoise(Layer):
+    """In training, add zero-mean Gaussian noise of standard deviation ``stddev``; identity in
+    inference (Keras ``GaussianNoise``: a regulariser, and a denoising autoencoder's corruption)."""
+
+    stddev: float
+    keras_name: ClassVar[str] = "gaussian_noise"
+
+    def call(self, inputs, training: bool = False):
+        if not training or self.stddev == 0.0:
+            return inputs
+        return inputs + self.stddev * jax.random.normal(self.make_rng("dropout"), inputs.shape, inputs.dtype)
+
+
+class UpSampling2D(Layer):
+    """Repeat each row ``size[0]`` times and each column ``size[1]`` times (nearest neighbour)."""
+
+    size: Any = (2, 2)
+    keras_name: ClassVar[str] = "up_sampling2d"
+
+    def call(self, inputs, training: bool = False):
+        rows, cols = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+        return jnp.repeat(jnp.repeat(inputs, rows, axis=1), cols, axis=2)

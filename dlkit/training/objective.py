@@ -58,7 +58,7 @@ class Objective:
         total, sums = jnp.zeros((), jnp.float32), {}
         for head in self.heads:
             target, predicted = head.pick(y), head.pick(outputs)
-            value = jnp.sum(head.loss.per_sample(target, predicted) * weight * mask) / jnp.maximum(count, 1.0)
+            value = jnp.sum(head.loss.per_row(target, predicted) * weight * mask) / jnp.maximum(count, 1.0)
             total = total + head.weight * value
             if head.name is not None:
                 sums[f"{head.name}_loss"] = value * count

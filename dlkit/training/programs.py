@@ -13,6 +13,7 @@ axis; params stay replicated.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import jax
@@ -20,24 +21,31 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from dlkit.training import devices
-from dlkit.training.objective import Objective
-from dlkit.training.step import COUNT, make_eval_step, make_train_step
+from dlkit.training.step import COUNT, Batch, counted_test, counted_train
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Steps:
+    """The pure steps a Trainer runs (see ``step.py``) and the names of the logs they return."""
+
+    train: Callable
+    test: Optional[Callable]
+    train_names: tuple
+    test_names: tuple
+
+    def names(self, train: bool) -> list:
+        return list(self.train_names if train else self.test_names)
 
 
 class Programs:
-    def __init__(self, apply_fn: Callable, forward: Callable, mesh: Mesh, train_options: dict, pass_training: bool):
-        self.apply_fn, self.forward, self.mesh = apply_fn, forward, mesh
-        self.train_options, self.pass_training = train_options, pass_training
-        self.objective: Optional[Objective] = None  # bound by the Trainer once output shapes are known
+    def __init__(self, forward: Callable, mesh: Mesh, train_options: dict):
+        self.forward, self.mesh, self.train_options = forward, mesh, train_options
+        self.steps: Optional[Steps] = None  # bound by the Trainer once it has seen data
         self.traces = 0  # every trace is one compilation
         self._cache: dict = {}
 
-    @property
-    def log_names(self) -> list:
-        return self.objective.names
-
-    def zeros_totals(self):
-        names = [*self.log_names, COUNT]
+    def zeros_totals(self, train: bool):
+        names = [*self.steps.names(train), COUNT]
         return jax.device_put({k: jnp.zeros((), jnp.float32) for k in names}, devices.replicated(self.mesh))
 
     def chunk(self, train: bool, steps: int, size: int):
@@ -53,7 +61,7 @@ class Programs:
         return self._cached(("chunk", train, steps, size), make, train)
 
     def batch(self, train: bool):
-        """``run(state, totals, (x, y, weight, mask))``, for batches handed in one at a time."""
+        """``run(state, totals, Batch)``, for batches handed in one at a time."""
         def make(step):
             def run(state, totals, batch):
                 state, totals = self._accumulate(step, state, totals, batch)
@@ -62,15 +70,16 @@ class Programs:
 
         return self._cached(("batch", train), make, train)
 
-    def predict(self, size: int):
-        """``run(variables, data, start)``: outputs for rows ``start .. start + size`` (clipped)."""
+    def predict(self, size: int, method=None):
+        """``run(variables, data, start)``: outputs (of the model, or its ``method``) for rows
+        ``start .. start + size`` (clipped)."""
         def run(variables, data, start):
             last = jax.tree.leaves(data)[0].shape[0] - 1
             index = jnp.clip(start + jnp.arange(size), 0, last)
             x = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
-            return self.forward(variables, self.split(x, size))
+            return self.forward(variables, self.split(x, size), method)
 
-        key = ("predict", size)
+        key = ("predict", size, method)
         if key not in self._cache:
             self._cache[key] = self._jit(run, (), None)
         return self._cache[key]
@@ -88,7 +97,7 @@ class Programs:
         index = jnp.take(perm, start + offsets, mode="clip")
         x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
         mask = (offsets < valid).astype(jnp.float32)
-        return self.split((x, y, w, mask), rows)
+        return self.split(Batch(x, y, w, mask), rows)
 
     @staticmethod
     def _accumulate(step, state, totals, batch):
@@ -97,9 +106,9 @@ class Programs:
 
     def _cached(self, key: tuple, make_run: Callable, train: bool):
         """The program for ``key``; on a miss, ``make_run(step)`` builds it around the pure step."""
-        key = (*key, self.objective)
+        key = (*key, self.steps)
         if key not in self._cache:
-            step = (make_train_step if train else make_eval_step)(self.apply_fn, self.objective, self.pass_training)
+            step = counted_train(self.steps.train) if train else counted_test(self.steps.test)
             # The XLA options speed the training step and slow inference (measured), so
             # only training programs get them.
             self._cache[key] = self._jit(make_run(step), (0, 1) if train else (1,),

@@ -12,7 +12,7 @@ An iterable of batches runs batch by batch through the same steps.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +26,11 @@ from dlkit.layers.base import LOSSES, accepts_training
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
 from dlkit.training import weights_io
-from dlkit.training import objective as objective_lib
 from dlkit.training.state import TrainState
-from dlkit.training.weights import WeightsMixin, is_shape
+from dlkit.training.weights import WeightsMixin
+from dlkit.training.binding import StepsMixin
 from dlkit.training.programs import Programs
-from dlkit.training.step import make_eval_step, make_train_step, means
+from dlkit.training.step import Batch, means
 
 # Steps per compiled program (Keras' ``steps_per_execution``). On the 2-core CPU,
 # 4-8 unrolled steps ran no faster than one (the CNN epoch: 0.86-0.89 s either
@@ -40,22 +40,35 @@ _STEPS_PER_EXECUTION = {"cpu": 1}
 _DEFAULT_STEPS_PER_EXECUTION = 8
 
 
-class Trainer(WeightsMixin):
+class Trainer(StepsMixin, WeightsMixin):
     """Train, evaluate and run a Flax Linen module with Keras' words.
 
     ``Trainer(model, optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])``
     takes the arguments of Keras' ``compile``. ``trainer.state`` is the explicit
     ``TrainState``; ``trainer.train_step(state, batch)`` the pure step.
+
+    A model family with its own training recipe (a VAE, a GAN) brings its own pure
+    steps: ``Trainer(model, train_step=fn, test_step=fn)``, or ``train_step(self, state,
+    batch)`` / ``test_step`` defined on the model's class, as Keras users override
+    ``train_step`` (the contract is in ``dlkit.training.step``). ``optimizer`` may then
+    be a dict giving each top-level parameter group its own optimizer.
     """
 
     def __init__(self, model, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
-                 loss_weights: Any = None, seed: int = 0, input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
-                 compiler_options: Optional[dict] = None, devices: Optional[list] = None,
-                 pad_last_batch: Optional[bool] = None):
+                 loss_weights: Any = None, seed: int = 0, input_shape: Optional[Sequence[int]] = None,
+                 steps_per_execution: Any = "auto", compiler_options: Optional[dict] = None,
+                 devices: Optional[list] = None, pad_last_batch: Optional[bool] = None,
+                 train_step: Optional[Callable] = None, test_step: Optional[Callable] = None):
         self.model = model
+        self._custom_train = train_step or getattr(model, "train_step", None)
+        self._custom_test = test_step or getattr(model, "test_step", None)
+        if self._custom_test is not None and self._custom_train is None:
+            raise ValueError("A test_step needs its train_step: pass train_step= as well (or define both on the "
+                             "model's class).")
         self.tx = optimizers.get(optimizer)
         for each in (loss.values() if isinstance(loss, dict) else [loss]):
-            losses_lib.get(each)  # unknown names fail here, listing the valid ones
+            if each is not None or self._custom_train is None:
+                losses_lib.get(each)  # unknown names fail here, listing the valid ones
         self.loss, self.loss_weights = loss, loss_weights
         self.metric_ids = metrics if isinstance(metrics, dict) else list(metrics or [])
         self.seed = seed
@@ -72,8 +85,8 @@ class Trainer(WeightsMixin):
         self.state: Optional[TrainState] = None
         self._pass_training = accepts_training(model)
         self._objective = None
-        self.programs = Programs(model.apply, lambda v, x: self._apply(v, x, False), self.mesh,
-                                 self.compiler_options, self._pass_training)
+        self.programs = Programs(lambda v, x, method: self._apply(v, x, False, method), self.mesh,
+                                 self.compiler_options)
         self._sample_shape = None
         self._checked: dict = {}
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
@@ -97,31 +110,17 @@ class Trainer(WeightsMixin):
             variables.pop(LOSSES, None)
             variables.pop("intermediates", None)
             order.append(weights_io.keras_order(variables))  # creation order, before jit sorts the keys
-            return TrainState.create(variables, self.tx, state_rng)
+            return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply)
 
         # One compiled program: cheaper than running each initializer eagerly.
         init = jax.jit(initial_state, out_shardings=devices_lib.replicated(self.mesh))
         self.state = init(np.uint32(self.seed), sample)
         self._weight_order = order[0]
 
-    def _resolve_objective(self, x, y) -> None:
-        """Bind losses and metrics ('accuracy' & co.) to the outputs on first use, trace them on these
-        shapes (clear shape errors) and check class labels fit the outputs."""
-        leaves, structure = jax.tree.flatten(x)
-        signature = (structure, tuple((a.shape[1:], a.dtype) for a in leaves))
-        if signature not in self._checked:  # trace the model once per input signature
-            two = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype), x)
-            self._checked[signature] = jax.eval_shape(lambda v, s: self._apply(v, s, False), self.state.variables, two)
-        outputs = self._checked[signature]
-        if self._objective is None:
-            self._objective = objective_lib.build(outputs, y, self.loss, self.loss_weights, self.metric_ids)
-            self.programs.objective = self._objective
-        if y is not None:
-            objective_lib.check(self._objective, y, outputs)
-
-    def _apply(self, variables, x, training: bool):
-        kwargs = {"training": training} if self._pass_training else {}
-        out, _ = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)}, mutable=[LOSSES], **kwargs)
+    def _apply(self, variables, x, training: bool, method=None):
+        kwargs = {"training": training} if self._pass_training and method is None else {}
+        out, _ = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)}, mutable=[LOSSES],
+                                  method=method, **kwargs)
         return out
 
     def _on_device(self, x, y, weight):
@@ -140,7 +139,7 @@ class Trainer(WeightsMixin):
         if tail:
             chunks.append((1, batch_size if self._pad_last_batch() else tail))
         programs = {chunk: self.programs.chunk(True, *chunk) for chunk in set(chunks)}
-        totals, start = self.programs.zeros_totals(), 0
+        totals, start = self.programs.zeros_totals(True), 0
         for steps, size in chunks:
             program = programs[steps, size]
             if on_chunk:
@@ -160,16 +159,17 @@ class Trainer(WeightsMixin):
         """
         if self.pad_last_batch is not None:
             return self.pad_last_batch
-        return not jax.tree.leaves(self.state.model_state)
+        return self._custom_train is None and not jax.tree.leaves(self.state.model_state)
 
     def _evaluator(self, source, batch_size: int, what: str):
         """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
         if data_lib.is_stream(source):
-            return lambda: _to_floats(means(self._stream_totals(source, train=False)), self.programs.log_names)
+            return lambda: _to_floats(means(self._stream_totals(source, train=False)), self._names(False))
         x, y, weight = (*source, None, None)[:3]
         x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
         self.build(x)
-        self._resolve_objective(x, y)
+        self._resolve_steps(x, y)
+        self._require_test_step(what)
         data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"))
         return lambda: self._evaluate_on_device(data, n, batch_size)
 
@@ -179,11 +179,14 @@ class Trainer(WeightsMixin):
         for batch in batches:
             x, y, weight = data_lib.unpack_batch(batch)
             self.build(x)
-            self._resolve_objective(x, y)
-            totals = self.programs.zeros_totals() if totals is None else totals
+            self._resolve_steps(x, y)
+            if not train:
+                self._require_test_step("evaluate")
+            totals = self.programs.zeros_totals(train) if totals is None else totals
             rows = data_lib.num_samples(x, y)
             weight = np.ones(rows, np.float32) if weight is None else weight
-            batch = (x, y, weight, np.ones(rows, np.float32))
+            y = np.zeros(rows, np.float32) if y is None else y
+            batch = Batch(x, y, weight, np.ones(rows, np.float32))
             sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
                 else devices_lib.replicated(self.mesh)
             if on_chunk:
@@ -202,11 +205,11 @@ class Trainer(WeightsMixin):
     def _evaluate_on_device(self, data, n: int, batch_size: int) -> dict:
         k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
         program = self.programs.chunk(False, k, batch_size)
-        totals = self.programs.zeros_totals()
+        totals = self.programs.zeros_totals(False)
         perm = _permutation(self.state, n, False, devices_lib.replicated(self.mesh))
         for start in range(0, n, k * batch_size):
             totals = program(self.state, totals, data, perm, start, n - start)
-        return _to_floats(means(totals), self.programs.log_names)
+        return _to_floats(means(totals), self._names(False))
 
     # ------------------------------------------------------------------ Keras API
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
@@ -234,7 +237,7 @@ class Trainer(WeightsMixin):
             (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
             validation_data = validation_data if validation_data is not None else val
             self.build(x)
-            self._resolve_objective(x, y)
+            self._resolve_steps(x, y)
             data, n = self._on_device(x, y, weight)
             run_epoch = lambda hook: self._train_epoch(data, n, batch_size, shuffle, hook)  # noqa: E731
             steps = -(-n // batch_size)
@@ -251,7 +254,7 @@ class Trainer(WeightsMixin):
         def batch_hook(when: str, index: int, totals) -> None:
             if when == "end":  # the next chunk donates ``totals``: keep a copy for a late reader
                 totals = jax.tree.map(jnp.copy, totals)
-            logs = None if when == "begin" else LazyLogs(lambda: _to_floats(means(totals), self.programs.log_names))
+            logs = None if when == "begin" else LazyLogs(lambda: _to_floats(means(totals), self._names(True)))
             getattr(cbs, f"on_train_batch_{when}")(index, logs)
 
         hook = batch_hook if cbs.wants_batches else None
@@ -259,7 +262,7 @@ class Trainer(WeightsMixin):
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             totals = run_epoch(hook)
-            logs = _to_floats(means(totals), self.programs.log_names)
+            logs = _to_floats(means(totals), self._names(True))
             if validate is not None:
                 logs.update({f"val_{k}": v for k, v in validate().items()})
             self.epoch = epoch + 1
@@ -291,17 +294,22 @@ class Trainer(WeightsMixin):
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size: Optional[int] = None, verbose: Any = 0):
+    def predict(self, x, batch_size: Optional[int] = None, verbose: Any = 0, method: Any = None):
         """Model outputs in inference mode, as numpy (Keras' ``predict``); ``x`` may be arrays or
-        an iterable of batches (``x`` or ``(x, ...)`` each)."""
+        an iterable of batches (``x`` or ``(x, ...)`` each). ``method`` runs another method of the
+        model instead of ``__call__`` (a VAE's ``'decode'``, say), as Flax's ``apply`` does."""
         if data_lib.is_stream(x):
-            parts = [self.predict(b[0] if isinstance(b, (tuple, list)) else b, batch_size=batch_size) for b in x]
+            parts = [self.predict(b[0] if isinstance(b, (tuple, list)) else b, batch_size=batch_size, method=method)
+                     for b in x]
             return jax.tree.map(lambda *p: np.concatenate(p), *parts)
         batch_size = data_lib.check_batch_size(batch_size)
         x = data_lib.to_arrays(x, "x")
         n = data_lib.num_samples(x)
-        self.build(x)
-        program, data = self.programs.predict(batch_size), jax.device_put(x, devices_lib.replicated(self.mesh))
+        if method is None:
+            self.build(x)
+        else:
+            self._require_built(f"predict(method={method!r})")
+        program, data = self.programs.predict(batch_size, method), jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
         outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
         return dict(outputs) if isinstance(outputs, Mapping) else outputs  # Keras returns a plain dict
@@ -310,29 +318,6 @@ class Trainer(WeightsMixin):
     def traces(self) -> int:
         """How many programs have been traced (each trace is one compilation)."""
         return self.programs.traces
-
-    # ------------------------------------------------------------------ pure steps
-    def _prepare_pure_step(self, what: str) -> None:
-        self._require_built(what)
-        zeros = jax.tree.map(lambda s: np.zeros((2, *s), np.float32), self._sample_shape, is_leaf=is_shape)
-        self._resolve_objective(zeros, None)
-
-    @property
-    def train_step(self):
-        """The jitted pure step ``(state, (x, y[, sample_weight])) -> (state, logs)``."""
-        self._prepare_pure_step("train_step")
-        step = make_train_step(self.model.apply, self._objective, self._pass_training)
-        return jax.jit(lambda state, batch: _with_means(step, state, _complete(batch)),
-                       compiler_options=self.compiler_options or None)
-
-    @property
-    def eval_step(self):
-        """The jitted pure step ``(state, (x, y[, sample_weight])) -> logs`` in inference mode."""
-        self._prepare_pure_step("eval_step")
-        step = make_eval_step(self.model.apply, self._objective, self._pass_training)
-        return jax.jit(lambda state, batch: means(step(state, _complete(batch))[1]))
-
-
 
 def _permutation(state: TrainState, n: int, shuffle: bool, sharding) -> jax.Array:
     """This epoch's sample order, a function of the state alone (its RNG and step count),
@@ -343,18 +328,6 @@ def _permutation(state: TrainState, n: int, shuffle: bool, sharding) -> jax.Arra
         seed = [*np.asarray(jax.random.key_data(state.rng)).ravel().tolist(), int(state.step)]
         order = np.random.default_rng(seed).permutation(order)
     return jax.device_put(order, sharding)
-
-
-def _complete(batch):
-    """``(x, y)`` or ``(x, y, sample_weight)`` -> ``(x, y, weight, mask)`` with every row real."""
-    x, y, *weight = tuple(batch)
-    ones = jnp.ones(len(jax.tree.leaves(x)[0]), jnp.float32)
-    return x, y, weight[0] if weight else ones, ones
-
-
-def _with_means(step, state, batch):
-    state, totals = step(state, batch)
-    return state, means(totals)
 
 
 def _to_floats(logs: dict, names: list) -> dict:

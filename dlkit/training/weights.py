@@ -12,6 +12,7 @@ from dlkit import freezing, optimizers
 from dlkit.models import summary as summary_lib
 from dlkit.training import checkpoints, weights_io
 from dlkit.training import devices as devices_lib
+from dlkit.training import state as state_lib
 
 
 class WeightsMixin:
@@ -92,6 +93,7 @@ class WeightsMixin:
             self.loss_weights = self.loss_weights if loss_weights is None else loss_weights
             self.metric_ids = self.metric_ids if metrics is None else metrics
             self._objective = None
+            self.programs.steps = None
         if self.state is not None:
             self._restart_optimizer(self.state.frozen)
 
@@ -106,8 +108,8 @@ class WeightsMixin:
         self._restart_optimizer(rules)
 
     def _restart_optimizer(self, rules) -> None:
-        tx = freezing.masked(self.tx, self.state.params, rules)
-        state = self.state.replace(tx=tx, frozen=rules, opt_state=tx.init(self.state.params))
+        tx = state_lib.hashable(freezing.masked(self.tx, self.state.params, rules))
+        state = self.state.replace(tx=tx, frozen=rules, opt_state=state_lib.init_optimizer(tx, self.state.params))
         self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
 
     # ------------------------------------------------------------------ checkpoints

@@ -1,0 +1,92 @@
+"""The generative adversarial network (Goodfellow et al.; DCGAN-style as in Chollet, ch. 12).
+
+The generator ``G`` maps a latent vector ``z ~ N(0, I)`` to an image; the discriminator
+``D`` gives one logit per image, "real" (1) against "generated" (0). Each batch of real
+images makes two updates, with two optimizers and two optimizer states:
+
+* generator: ``L_G = BCE(D(G(z)), 1)``, differentiated in G's parameters only; D is frozen
+  (its parameters and optimizer state are not touched) and the real images are not read;
+* discriminator: ``L_D = BCE(D(x), 1 - noise) + BCE(D(G(z')), 0 + noise)`` on the real batch
+  ``x`` and fresh generated images (``stop_gradient``: G does not learn from it), where
+  ``noise ~ U(0, label_noise)`` softens the labels, a trick that steadies training.
+
+``Trainer(GAN(...), optimizer={'generator': ..., 'discriminator': ...}).fit(x)`` trains it;
+``trainer.predict(z)`` (or ``dlkit.models.sample``) generates images.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlkit.layers.base import call_with_training
+from dlkit.training.step import apply, step_rng
+
+
+class GAN(nn.Module):
+    """``generator``: ``(batch, latent_dim)`` -> images; ``discriminator``: images -> ``(batch, 1)`` logits."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    latent_dim: int = 128
+    label_noise: float = 0.05
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.latent_dim,)
+
+    def generate(self, z, training: bool = False):
+        return call_with_training(self.generator, z, training)
+
+    def discriminate(self, images, training: bool = False):
+        return call_with_training(self.discriminator, images, training)
+
+    def generate_and_discriminate(self, z, training: bool = False):
+        return self.discriminate(self.generate(z, training), training)
+
+    def __call__(self, z, training: bool = False):
+        images = self.generate(z, training)
+        if self.is_initializing():  # create the discriminator's parameters too
+            self.discriminate(images, training)
+        return images
+
+    def latents(self, key, rows: int):
+        return jax.random.normal(key, (rows, self.latent_dim))
+
+    def generator_step(self, state, rows: int):
+        """Update G to make D call its images real; D's parameters and optimizer state are untouched."""
+        z = self.latents(step_rng(state, "generator_z"), rows)
+
+        def loss_fn(g_params):
+            out = apply(state, z, {**state.params, "generator": g_params}, method="generate_and_discriminate",
+                        rng=step_rng(state, "generator"))
+            logits = out.outputs.reshape(rows)
+            return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.ones(rows))) + out.added_loss
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params["generator"])
+        return state.apply_gradients(grads, part="generator"), loss
+
+    def discriminator_step(self, state, real):
+        """Update D to tell ``real`` images from freshly generated ones."""
+        rows = real.shape[0]
+        z = self.latents(step_rng(state, "discriminator_z"), rows)
+        fake = jax.lax.stop_gradient(apply(state, z, training=False, method="generate").outputs)
+        images = jnp.concatenate([real, fake.astype(real.dtype)])
+        noise = self.label_noise * jax.random.uniform(step_rng(state, "label_noise"), (2 * rows,))
+        labels = jnp.concatenate([jnp.ones(rows), jnp.zeros(rows)]) + jnp.where(jnp.arange(2 * rows) < rows,
+                                                                                 -noise, noise)
+
+        def loss_fn(d_params):
+            out = apply(state, images, {**state.params, "discriminator": d_params}, method="discriminate",
+                        rng=step_rng(state, "discriminator"))
+            logits = out.outputs.reshape(2 * rows)
+            return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params["discriminator"])
+        return state.apply_gradients(grads, part="discriminator"), loss
+
+    def train_step(self, state, batch):
+        state, g_loss = self.generator_step(state, batch.x.shape[0])
+        state, d_loss = self.discriminator_step(state, batch.x)
+        return state, {"d_loss": d_loss, "g_loss": g_loss}
