@@ -171,3 +171,14 @@ def test_plot_latent_space_decodes_a_grid_of_2d_codes(digits, load_example, tmp_
     tiled = dlkit.plotting.image_grid(images, cols=5)
     chex.assert_shape(tiled, (5 * 28, 5 * 28))
     chex.assert_trees_all_equal(tiled[28:56, 56:84], images[7, ..., 0])  # row 1, column 2
+
+
+def test_summary_lists_the_discriminator_the_forward_pass_does_not_call():
+    _, trainer, _ = tiny_gan()
+    lines = []
+    trainer.summary(print_fn=lines.append)
+    table = lines[0]
+    assert next(line for line in table.splitlines() if line.startswith("generator")).split()[2:5] == \
+        ["(None,", "4,", "4,"]
+    row = next(line for line in table.splitlines() if line.startswith("discriminator"))
+    assert row.split()[-1] == "145"  # Dense(16 -> 8) + Dense(8 -> 1)

@@ -1,7 +1,8 @@
 """Keras' ``model.summary()`` table for any Linen module.
 
 Rows are the module's direct sub-modules in call order, with the output shape
-of each (batch axis shown as ``None``) and its parameter count; totals split
+of each (batch axis shown as ``None``; ``-`` for one the forward pass does not
+call) and its parameter count; totals split
 trainable (``params``) from non-trainable (other collections, e.g. the
 moving statistics of batch normalization).
 """
@@ -66,6 +67,10 @@ def render(model, variables: dict, sample_shape, labels=None) -> str:
     for name, (kind, out) in outputs.items():
         params = sum(_count(c.get(name, {})) for c in variables.values())
         rows.append((name, kind, _shape(out), params))
+    # Sub-modules with weights that ``__call__`` does not reach (a GAN's discriminator).
+    for name in [n for c in variables.values() for n in c if n not in outputs]:
+        kind = type(getattr(model, name, None)).__name__ if hasattr(model, name) else "?"
+        rows.append((name, kind, "-", sum(_count(c.get(name, {})) for c in variables.values())))
     params = variables.get("params", {})
     if labels is None:
         trainable = _count(params)
