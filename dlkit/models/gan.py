@@ -10,6 +10,9 @@ images makes two updates, with two optimizers and two optimizer states:
   ``x`` and fresh generated images (``stop_gradient``: G does not learn from it), where
   ``noise ~ U(0, label_noise)`` softens the labels, a trick that steadies training.
 
+Both networks run in training mode (dropout, batch statistics); each network's
+non-trainable state (``batch_stats``) is updated only in its own update.
+
 ``Trainer(GAN(...), optimizer={'generator': ..., 'discriminator': ...}).fit(x)`` trains it;
 ``trainer.predict(z)`` (or ``dlkit.models.sample``) generates images.
 """
@@ -62,16 +65,18 @@ class GAN(nn.Module):
             out = apply(state, z, {**state.params, "generator": g_params}, method="generate_and_discriminate",
                         rng=step_rng(state, "generator"))
             logits = out.outputs.reshape(rows)
-            return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.ones(rows))) + out.added_loss
+            loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.ones(rows))) + out.added_loss
+            return loss, out.model_state
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params["generator"])
-        return state.apply_gradients(grads, part="generator"), loss
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["generator"])
+        state = state.apply_gradients(grads, part="generator")
+        return state.replace(model_state=_with_part(state.model_state, updates, "generator")), loss
 
     def discriminator_step(self, state, real):
         """Update D to tell ``real`` images from freshly generated ones."""
         rows = real.shape[0]
         z = self.latents(step_rng(state, "discriminator_z"), rows)
-        fake = jax.lax.stop_gradient(apply(state, z, training=False, method="generate").outputs)
+        fake = jax.lax.stop_gradient(apply(state, z, method="generate", rng=step_rng(state, "fake")).outputs)
         images = jnp.concatenate([real, fake.astype(real.dtype)])
         noise = self.label_noise * jax.random.uniform(step_rng(state, "label_noise"), (2 * rows,))
         labels = jnp.concatenate([jnp.ones(rows), jnp.zeros(rows)]) + jnp.where(jnp.arange(2 * rows) < rows,
@@ -81,12 +86,21 @@ class GAN(nn.Module):
             out = apply(state, images, {**state.params, "discriminator": d_params}, method="discriminate",
                         rng=step_rng(state, "discriminator"))
             logits = out.outputs.reshape(2 * rows)
-            return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss
+            loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss
+            return loss, out.model_state
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params["discriminator"])
-        return state.apply_gradients(grads, part="discriminator"), loss
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["discriminator"])
+        state = state.apply_gradients(grads, part="discriminator")
+        return state.replace(model_state=_with_part(state.model_state, updates, "discriminator")), loss
 
     def train_step(self, state, batch):
         state, g_loss = self.generator_step(state, batch.x.shape[0])
         state, d_loss = self.discriminator_step(state, batch.x)
         return state, {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def _with_part(model_state: dict, updates: dict, part: str) -> dict:
+    """``model_state`` with ``part``'s collections (e.g. its ``batch_stats``) taken from ``updates``:
+    each network's statistics change only in its own update."""
+    return {name: {**tree, part: updates[name][part]} if part in updates.get(name, {}) else tree
+            for name, tree in model_state.items()}
