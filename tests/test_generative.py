@@ -182,3 +182,22 @@ def test_summary_lists_the_discriminator_the_forward_pass_does_not_call():
         ["(None,", "4,", "4,"]
     row = next(line for line in table.splitlines() if line.startswith("discriminator"))
     assert row.split()[-1] == "145"  # Dense(16 -> 8) + Dense(8 -> 1)
+
+
+def test_each_network_updates_its_batch_statistics_in_its_own_step():
+    generator = dlkit.Sequential([dlkit.layers.Dense(16), dlkit.layers.BatchNormalization(),
+                                  dlkit.layers.Reshape((4, 4, 1))])
+    discriminator = dlkit.Sequential([dlkit.layers.Flatten(), dlkit.layers.Dense(4),
+                                      dlkit.layers.BatchNormalization(), dlkit.layers.Dense(1)])
+    gan = GAN(generator, discriminator, latent_dim=3)
+    trainer = dlkit.Trainer(gan, optimizer={"generator": "adam", "discriminator": "adam"})
+    state = trainer.state
+    real = jnp.asarray(np.random.default_rng(0).uniform(size=(8, 4, 4, 1)), jnp.float32)
+    after_g, _ = jax.jit(gan.generator_step, static_argnums=1)(state, 8)
+    stats, new_stats = state.model_state["batch_stats"], after_g.model_state["batch_stats"]
+    chex.assert_trees_all_equal(new_stats["discriminator"], stats["discriminator"])  # frozen: inference statistics
+    assert not np.allclose(new_stats["generator"]["batch_normalization"]["moving_mean"], stats["generator"]["batch_normalization"]["moving_mean"])
+    after_d, _ = jax.jit(gan.discriminator_step)(state, real)
+    chex.assert_trees_all_equal(after_d.model_state["batch_stats"]["generator"], stats["generator"])
+    assert not np.allclose(after_d.model_state["batch_stats"]["discriminator"]["batch_normalization"]["moving_mean"],
+                           stats["discriminator"]["batch_normalization"]["moving_mean"])
