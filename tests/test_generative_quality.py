@@ -1,0 +1,61 @@
+"""Slow tier (``python -m pytest -q -m slow``): are VAE and GAN samples digits?
+
+A CNN trained on real digits (``examples/mnist_cnn.py``) classifies 256 samples drawn with a
+fixed seed; the issue's bar is max softmax >= 0.9 for at least 70% of them, spread over at
+least 8 classes. Not reached yet on this CPU budget (see the reasons): the tests hold the bar
+and are marked strict xfail, so they fail loudly the day a model clears it.
+"""
+import jax
+import numpy as np
+import pytest
+
+import dlkit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits():
+    (x_train, y_train), (x_test, _) = dlkit.datasets.split_digits()
+    return x_train, y_train, np.concatenate([x_train, x_test])
+
+
+@pytest.fixture(scope="module")
+def classifier(digits, load_example):
+    x_train, y_train, _ = digits
+    trainer = dlkit.Trainer(load_example("mnist_cnn").build_model(), optimizer="adam",
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
+    return trainer
+
+
+def confident_classes(classifier, images, threshold: float = 0.9):
+    """(fraction of images classified with max softmax >= threshold, how many classes those cover)."""
+    p = np.asarray(jax.nn.softmax(classifier.predict(images), axis=-1))
+    sure = p.max(axis=-1) >= threshold
+    return float(sure.mean()), len(set(p.argmax(axis=-1)[sure].tolist()))
+
+
+def test_the_classifier_is_confident_on_real_digits(classifier, digits):
+    fraction, classes = confident_classes(classifier, digits[2][-1000:])
+    assert fraction >= 0.9 and classes == 10
+
+
+@pytest.mark.xfail(strict=True, reason="measured 0.45 confident (10 classes) after 40 epochs of a dense 8-D VAE "
+                                       "on 10k digits; a 2-D one gave 0.45 over 7 classes")
+def test_vae_samples_are_confidently_digits(classifier, digits, load_example):
+    example = load_example("vae_mnist")
+    trainer = dlkit.Trainer(example.build_vae(latent_dim=8, conv=False), optimizer="adam")
+    trainer.fit(digits[2], epochs=40, batch_size=64, verbose=0)
+    fraction, classes = confident_classes(classifier, dlkit.models.sample(trainer, 256, seed=0))
+    assert fraction >= 0.7 and classes >= 8
+
+
+@pytest.mark.xfail(strict=True, reason="measured 0.36-0.49 confident (9-10 classes) over 13 epochs of the "
+                                       "example DCGAN (batch 64, 8k digits), 0.37-0.57 for a batch-32 variant "
+                                       "over 15 epochs: sharp strokes, not yet digits")
+def test_gan_samples_are_confidently_digits(classifier, digits, load_example):
+    example = load_example("gan_mnist")
+    trainer = example.train(example.build_gan(), digits[2], epochs=10)
+    fraction, classes = confident_classes(classifier, dlkit.models.sample(trainer, 256, seed=0))
+    assert fraction >= 0.7 and classes >= 8
