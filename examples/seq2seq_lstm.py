@@ -11,25 +11,16 @@ predictions; a forward LSTM is causal, so re-running it on the fixed-size
 buffer of decoded tokens reads no future position. Data and task as in
 ``seq2seq_transformer.py``.
 """
-import numpy as np
+import os
+import sys
 
 import dlkit
 from dlkit import layers
-from dlkit.models.seq2seq import greedy_decoder, shift_right
 
-DIGITS = 10
-START = DIGITS  # the decoder's extra token
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import seq2seq_transformer as shared  # noqa: E402 - the data, training and decoding are the same
 
-
-def make_data(n: int, length: int = 8, seed: int = 0, task: str = "reverse"):
-    """``(source, target)`` int32 arrays ``(n, length)``: random digits and, per ``task``, the same digits
-    reversed (``'reverse'``) or sorted (``'sort'``)."""
-    source = np.random.default_rng(seed).integers(0, DIGITS, size=(n, length), dtype=np.int32)
-    if task == "reverse":
-        return source, source[:, ::-1].copy()
-    if task == "sort":
-        return source, np.sort(source, axis=1)
-    raise ValueError(f"task must be 'reverse' or 'sort', got {task!r}.")
+DIGITS, START = shared.DIGITS, shared.START
 
 
 def build_model(length: int = 8, embed_dim: int = 16, units: int = 128) -> dlkit.Model:
@@ -43,35 +34,9 @@ def build_model(length: int = 8, embed_dim: int = 16, units: int = 128) -> dlkit
     return dlkit.Model([source, decoder_inputs], layers.Dense(DIGITS, activation="softmax")(y))
 
 
-def train(model: dlkit.Model, source, target, epochs: int = 10, batch_size: int = 64, verbose=0,
-          learning_rate: float = 3e-3) -> dlkit.Trainer:
-    """Teacher forcing: ``fit([source, shift_right(target)], target)``."""
-    trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.Adam(learning_rate),
-                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    trainer.fit([source, shift_right(target, START)], target, batch_size=batch_size, epochs=epochs,
-                verbose=verbose)
-    return trainer
-
-
-def decode(trainer: dlkit.Trainer, source) -> np.ndarray:
-    """Greedy autoregressive decoding: no target is read."""
-    return np.asarray(greedy_decoder(trainer.model, START, source.shape[1])(trainer.state.variables, source))
-
-
 def main(epochs: int = 10, n_train: int = 8000, length: int = 8, task: str = "reverse", verbose="auto") -> tuple:
-    """Train, then print the teacher-forced and the greedy token accuracy on held-out sequences and a few
-    decoded examples; returns ``(teacher_forced_accuracy, greedy_accuracy)``."""
-    source, target = make_data(n_train, length, seed=0, task=task)
-    test_source, test_target = make_data(1000, length, seed=1, task=task)
-    trainer = train(build_model(length), source, target, epochs=epochs, verbose=verbose)
-    _, forced = trainer.evaluate([test_source, shift_right(test_target, START)], test_target, verbose=0)
-    decoded = decode(trainer, test_source)
-    greedy = float(np.mean(decoded == test_target))
-    print(f"teacher-forced token accuracy: {forced:.4f} - greedy token accuracy: {greedy:.4f} "
-          f"- greedy sequence accuracy: {np.mean(np.all(decoded == test_target, axis=1)):.4f}")
-    for s, d in zip(test_source[:3], decoded[:3]):
-        print(f"{''.join(map(str, s))} -> {''.join(map(str, d))}")
-    return forced, greedy
+    """As ``seq2seq_transformer.main``, with the LSTM encoder-decoder."""
+    return shared.main(epochs, n_train, length, task, verbose, build=build_model)
 
 
 if __name__ == "__main__":

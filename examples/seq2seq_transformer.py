@@ -59,12 +59,13 @@ def decode(trainer: dlkit.Trainer, source) -> np.ndarray:
     return np.asarray(greedy_decoder(trainer.model, START, source.shape[1])(trainer.state.variables, source))
 
 
-def main(epochs: int = 8, n_train: int = 8000, length: int = 8, task: str = "reverse", verbose="auto") -> tuple:
-    """Train, then print the teacher-forced and the greedy token accuracy on held-out sequences and a few
-    decoded examples; returns ``(teacher_forced_accuracy, greedy_accuracy)``."""
+def main(epochs: int = 8, n_train: int = 8000, length: int = 8, task: str = "reverse", verbose="auto",
+         build=build_model) -> tuple:
+    """Train ``build(length)``, then print the teacher-forced and the greedy token accuracy on held-out
+    sequences and a few decoded examples; returns ``(teacher_forced_accuracy, greedy_accuracy)``."""
     source, target = make_data(n_train, length, seed=0, task=task)
     test_source, test_target = make_data(1000, length, seed=1, task=task)
-    trainer = train(build_model(length), source, target, epochs=epochs, verbose=verbose)
+    trainer = train(build(length), source, target, epochs=epochs, verbose=verbose)
     _, forced = trainer.evaluate([test_source, shift_right(test_target, START)], test_target, verbose=0)
     decoded = decode(trainer, test_source)
     greedy = float(np.mean(decoded == test_target))
