@@ -19,7 +19,7 @@ def build_model() -> dlkit.Sequential:
     ])
 
 
-def main(epochs: int = 10) -> float:
+def main(epochs: int = 15) -> float:
     (x_train, y_train), (x_test, y_test) = dlkit.datasets.split_digits()
     x_train, x_test = x_train.reshape(-1, 28, 28), x_test.reshape(-1, 28, 28)  # (N, steps, features)
     trainer = dlkit.Trainer(

@@ -110,6 +110,40 @@ KINDS = ["simple_rnn", "lstm", "gru_after", "gru_before"]
 
 
 # ----------------------------------------------------------------------------------------------
+# gradients (the layers' backward pass is hand-written)
+# ----------------------------------------------------------------------------------------------
+
+GRAD_CASES = {  # layer arguments, call arguments
+    "sequences": ({"return_sequences": True}, {}),
+    "backwards_states": ({"go_backwards": True, "return_state": True}, {}),
+    "mask": ({"return_sequences": True, "zero_output_for_mask": True},
+             {"mask": np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 0], [0, 1, 1, 1, 1]], bool)}),
+    "dropout": ({"return_sequences": True, "dropout": 0.3, "recurrent_dropout": 0.3},
+                {"training": True, "rngs": {"dropout": jax.random.key(2)}}),
+    "no_bias": ({"use_bias": False}, {}),
+}
+
+
+@pytest.mark.parametrize("case", list(GRAD_CASES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_match_finite_differences(kind, case):
+    """The loop's hand-written backward pass, for weights, inputs and initial states (float64)."""
+    from jax.test_util import check_grads
+    layer_kwargs, call_kwargs = GRAD_CASES[case]
+    layer = make_layer(kind, **layer_kwargs)
+    with jax.enable_x64(True):
+        params = {k: v.astype(jnp.float64) for k, v in params_of(random_weights(kind)).items()
+                  if k != "bias" or layer.use_bias}
+        x = jnp.asarray(randn(B, T, D), jnp.float64)
+        initial = [jnp.asarray(randn(B, U, scale=0.5), jnp.float64) for _ in range(2 if kind == "lstm" else 1)]
+
+        def f(params, x, initial):
+            return layer.apply({"params": params}, x, initial_state=initial, **call_kwargs)
+
+        check_grads(f, (params, x, initial), order=1, modes=["rev"], atol=1e-7, rtol=1e-7, eps=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
 # shapes and names
 # ----------------------------------------------------------------------------------------------
 
@@ -395,13 +429,74 @@ def test_input_dropout_mask_is_the_same_at_every_step():
     assert not np.array_equal(out[0, 0], out[1, 0])  # but a different mask per sequence
 
 
-def test_dropout_only_in_training():
-    x, w = randn(B, T, D), random_weights("lstm")
-    layer = layers.LSTM(U, dropout=0.5, recurrent_dropout=0.5, return_sequences=True)
-    ref, _ = np_rnn("lstm", x, w)
-    for key in (0, 1):  # inference: deterministic, whatever the key
+# Gate probes: linear activations, zero weights but an identity block for one gate in
+# `recurrent_kernel` (or `kernel`), and biases that make h_t = m * h_{t-1} (or m * x_t) for that
+# gate's dropout mask m: the mask shows in the output. LSTM's forget gate and GRU's update gate
+# multiply by the previous state once more (c_t = f_t * c_{t-1}, h_t = z_t * h_{t-1}): h_t = m^(2^t - 1).
+# (kind, gate, bias per gate block, exponent of m in h_t)
+GATE_PROBES = [("lstm", 0, [0, 0, 1, 1], lambda t: t), ("lstm", 1, [0, 0, 0, 1], lambda t: 2 ** t - 1),
+               ("lstm", 2, [1, 0, 0, 1], lambda t: t), ("lstm", 3, [1, 0, 1, 0], lambda t: t),
+               ("gru_after", 0, [[0, 0, 0], [0, 0, 0]], lambda t: 2 ** t - 1),
+               ("gru_after", 1, [[0, 0, 0], [0, 0, 1]], lambda t: t),
+               ("gru_after", 2, [[0, 1, 0], [0, 0, 0]], lambda t: t)]
+PROBE_UNITS, PROBE_STEPS = 32, 4
+
+
+def _probe(kind, gate, bias, through="recurrent_kernel", key=5, training=True, **kwargs):
+    """Outputs (batch, time, units) of ``kind`` whose only nonzero weight is an identity block for
+    ``gate`` in ``through``; inputs and initial states are ones."""
+    u, gates = PROBE_UNITS, GATES[kind]
+    layer = make_layer(kind, activation="linear", recurrent_activation="linear", return_sequences=True,
+                       **kwargs).clone(units=u)
+    params = {"kernel": np.zeros((u, gates * u), np.float32), "recurrent_kernel": np.zeros((u, gates * u), np.float32),
+              "bias": np.repeat(np.asarray(bias, np.float32), u, axis=-1)}
+    params[through][:, gate * u:(gate + 1) * u] = np.eye(u)
+    ones = jnp.ones((16, u))
+    return np.asarray(layer.apply({"params": params}, jnp.ones((16, PROBE_STEPS, u)), training=training,
+                                  initial_state=[ones] * (2 if kind == "lstm" else 1),
+                                  rngs={"dropout": jax.random.key(key)}))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru_after"])
+def test_recurrent_dropout_draws_one_mask_per_gate_constant_over_time(kind):
+    kept = {}
+    for _, gate, bias, exponent in (p for p in GATE_PROBES if p[0] == kind):
+        out = _probe(kind, gate, bias, recurrent_dropout=0.5)
+        kept[gate] = out[:, 0] != 0
+        assert 0.3 < kept[gate].mean() < 0.7
+        for t in range(PROBE_STEPS):  # inverted dropout: kept units scaled by 1 / (1 - 0.5), at every step
+            np.testing.assert_array_equal(out[:, t], np.where(kept[gate], 2.0 ** exponent(t + 1), 0.0))
+        # inference: no mask at all, h_t = 1
+        np.testing.assert_array_equal(_probe(kind, gate, bias, training=False, recurrent_dropout=0.5), 1.0)
+    masks = list(kept.values())
+    assert len(masks) == GATES[kind]
+    for a in range(len(masks)):
+        for b in range(a):
+            assert not np.array_equal(masks[a], masks[b]), (a, b)
+
+
+def test_input_dropout_masks_are_per_gate_only_with_recurrent_dropout():
+    # Keras: one input mask for every gate, unless recurrent_dropout > 0 (then one per gate).
+    probes = [p for p in GATE_PROBES if p[0] == "lstm" and p[1] != 1]  # h_t = m * x_t for i, c, o
+    for recurrent_dropout, shared in ((0.0, True), (0.5, False)):
+        kept = []
+        for kind, gate, bias, _ in probes:
+            out = _probe(kind, gate, bias, through="kernel", dropout=0.5, recurrent_dropout=recurrent_dropout)
+            np.testing.assert_array_equal(out, np.repeat(out[:, :1], PROBE_STEPS, axis=1))  # constant in time
+            assert 0.3 < (out != 0).mean() < 0.7 and set(np.unique(out)) <= {0.0, 2.0}
+            kept.append(out[:, 0] != 0)
+        assert all(np.array_equal(k, kept[0]) for k in kept) == shared, recurrent_dropout
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_only_in_training(kind):
+    x, w = randn(B, T, D), random_weights(kind)
+    layer = make_layer(kind, dropout=0.5, recurrent_dropout=0.5, return_sequences=True)
+    ref, _ = np_rnn(kind, x, w)
+    for key in (0, 1):  # inference: deterministic, whatever the key, and equal to no dropout at all
         out = run(layer, x, w, training=False, rngs={"dropout": jax.random.key(key)})
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out, run(make_layer(kind, return_sequences=True), x, w))
     a = run(layer, x, w, training=True, rngs={"dropout": jax.random.key(0)})
     b = run(layer, x, w, training=True, rngs={"dropout": jax.random.key(1)})
     assert not np.allclose(a, ref, atol=1e-3) and not np.allclose(a, b, atol=1e-3)

@@ -6,9 +6,10 @@ and ``bias`` ``(k * units,)`` (``(2, 3 * units)`` for ``GRU(reset_after=True)``)
 the ``k`` gate blocks side by side in Keras' order (LSTM ``i, f, c, o``; GRU
 ``z, r, h``), so ``set_weights`` between Keras and dlkit needs no reshuffling.
 
-How a call runs: ``x @ kernel`` (plus the input bias) is computed for every
-step at once, outside the loop; ``jax.lax.scan`` then runs only the recurrent
-part ``h_{t-1} @ recurrent_kernel`` and the gates, step by step.
+How a call runs: one ``jax.lax.scan`` over time with a hand-written backward
+pass (``dlkit/layers/recurrence.py``). Step ``t`` computes
+``z_t = x_t @ kernel + h_{t-1} @ recurrent_kernel`` (``_linear``), then the gates
+(``_step``, elementwise).
 
 Each layer's ``call(inputs, training=False, mask=None, initial_state=None)``:
 
@@ -18,13 +19,14 @@ Each layer's ``call(inputs, training=False, mask=None, initial_state=None)``:
   Keras' JAX-backend loop.
 * ``go_backwards``: the sequence is read from its last step to its first; the
   returned sequence is in that (reversed) processing order, as in Keras.
-* ``dropout`` / ``recurrent_dropout`` (training only): one inverted-dropout mask
-  per sequence on the inputs, of shape ``(batch, features)``, and one on
-  ``h_{t-1}`` where it enters ``h_{t-1} @ recurrent_kernel``, of shape
-  ``(batch, units)``; each is drawn once per call from the ``'dropout'`` stream
-  and reused at every time step (variational dropout). Keras 3 draws the same
-  masks when ``recurrent_dropout == 0``; with ``recurrent_dropout > 0`` it
-  switches to one mask per gate, dlkit keeps one mask for all gates.
+* ``dropout`` / ``recurrent_dropout`` (training only), Keras 3's masks:
+  inverted-dropout masks on the inputs ``x_t`` (``(batch, features)``) and on
+  ``h_{t-1}`` where it enters ``h_{t-1} @ recurrent_kernel`` (``(batch, units)``),
+  drawn once per call from the ``'dropout'`` stream and reused at every time step
+  (variational dropout). With ``recurrent_dropout == 0`` one input mask serves
+  every gate; with ``recurrent_dropout > 0`` each gate block (LSTM ``i, f, c, o``,
+  GRU ``z, r, h``) gets its own input mask and its own recurrent mask, as Keras'
+  ``implementation=1`` cells that it switches to.
 * ``return_state``: ``[output, h]`` (``[output, h, c]`` for LSTM), final states.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ import jax.numpy as jnp
 
 from dlkit import activations, initializers, regularizers
 from dlkit.layers.base import Layer, add_loss
+from dlkit.layers.recurrence import plus_bias, project, recurrence
 
 
 def _dropout_mask(module: nn.Module, rate: float, shape: tuple):
@@ -78,14 +81,28 @@ class _RNN(Layer):
         return kernel, recurrent, bias
 
     @nn.nowrap
-    def _input_bias(self, bias):
-        return bias
+    def _linear(self, masks, x, h, kernel, recurrent_kernel):
+        """The step's matmuls: ``x_t @ kernel + h_{t-1} @ recurrent_kernel`` (``masks``: the dropout
+        masks for ``project``)."""
+        return project(x, masks[0], kernel) + project(h, masks[1], recurrent_kernel)
 
     @nn.nowrap
-    def _step(self, xw, states, h_dropped, recurrent_kernel, bias):
-        """One step: ``xw = x_t @ kernel (+ input bias)``, ``states`` the previous states,
-        ``h_dropped`` the previous ``h`` times the recurrent dropout mask. Returns ``(h, new_states)``."""
+    def _step(self, masks, weights, z, states):
+        """The rest of a step, elementwise: ``z`` from ``_linear``, ``weights = (kernel,
+        recurrent_kernel, bias)``, ``states`` the previous states (``h`` first). Returns ``(h, new_states)``."""
         raise NotImplementedError
+
+    @nn.nowrap
+    def _dropout_masks(self, training: bool, batch: int, features: int):
+        """The input and recurrent masks for ``project``, ``None`` where off. Keras draws one per gate
+        for both once ``recurrent_dropout > 0`` (its ``implementation=1`` cells), else one input mask."""
+        gates = self.gates if self.recurrent_dropout > 0.0 else 1
+        input_mask = recurrent_mask = None
+        if training and self.dropout > 0.0:
+            input_mask = _dropout_mask(self, self.dropout, (batch, gates, features))
+        if training and self.recurrent_dropout > 0.0:
+            recurrent_mask = _dropout_mask(self, self.recurrent_dropout, (batch, gates, self.units))
+        return input_mask, recurrent_mask
 
     # -------------------------------------------------------------- the loop
     @nn.compact
@@ -98,20 +115,8 @@ class _RNN(Layer):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{type(self).__name__}: {what} must be in [0, 1), got {rate}.")
         batch, steps, features = inputs.shape
-        kernel, recurrent_kernel, bias = self._weights(features)
-        inputs = inputs.astype(kernel.dtype)
-
-        if training and self.dropout > 0.0:  # one mask per sequence, the same at every step
-            inputs = inputs * _dropout_mask(self, self.dropout, (batch, 1, features))
-        recurrent_mask = None
-        if training and self.recurrent_dropout > 0.0:
-            recurrent_mask = _dropout_mask(self, self.recurrent_dropout, (batch, self.units))
-
-        xw = inputs @ kernel  # every step's input projection, outside the loop
-        input_bias = self._input_bias(bias)
-        if input_bias is not None:
-            xw = xw + input_bias
-        xs = jnp.swapaxes(xw, 0, 1)  # time-major for scan
+        weights = self._weights(features)
+        xs = jnp.swapaxes(inputs.astype(weights[0].dtype), 0, 1)  # time-major for scan
         if mask is not None:
             mask = jnp.asarray(mask).astype(bool)
             if mask.shape != (batch, steps):
@@ -119,23 +124,26 @@ class _RNN(Layer):
                                  f"got {mask.shape}.")
             mask = jnp.swapaxes(mask, 0, 1)[..., None]
 
-        states = self._initial_states(initial_state, batch, kernel.dtype)
+        states = self._initial_states(initial_state, batch, xs.dtype)
 
-        def body(states, step_inputs):
-            x_t, m_t = step_inputs
-            h_dropped = states[0] if recurrent_mask is None else states[0] * recurrent_mask
-            output, new_states = self._step(x_t, states, h_dropped, recurrent_kernel, bias)
+        def cell(masks, weights, z, states, m_t):
+            output, new_states = self._step(masks, weights, z, states)
             if m_t is not None:  # masked step: keep the states, repeat (or zero) the output
                 new_states = tuple(jnp.where(m_t, new, old) for new, old in zip(new_states, states))
                 output = jnp.where(m_t, output, jnp.zeros_like(output) if self.zero_output_for_mask else states[0])
-            return tuple(new_states), output
+            return output, tuple(new_states)
 
-        states, outputs = jax.lax.scan(body, states, (xs, mask), reverse=self.go_backwards,
-                                       unroll=steps if self.unroll else 1)
-        if self.go_backwards:  # scan(reverse=True) leaves outputs at input positions; Keras returns them in
-            outputs = outputs[::-1]  # processing order
-        outputs = jnp.swapaxes(outputs, 0, 1)
-        output = outputs if self.return_sequences else outputs[:, -1]
+        consts = (self._dropout_masks(training, batch, features), mask)
+        states, outputs = recurrence(self._linear, cell, self.return_sequences, self.go_backwards,
+                                      steps if self.unroll else 1, weights, xs, states, consts)
+        if self.return_sequences:
+            if self.go_backwards:  # scan(reverse=True) leaves outputs at input positions; Keras returns
+                outputs = outputs[::-1]  # them in processing order
+            output = jnp.swapaxes(outputs, 0, 1)
+        else:  # the last processed step's output: its h, or zeros if that step is masked and zeroed
+            output = states[0]
+            if mask is not None and self.zero_output_for_mask:
+                output = jnp.where(mask[0 if self.go_backwards else -1], output, 0.0)
         if self.return_state:
             return [output, *states]
         return output
@@ -184,8 +192,8 @@ class SimpleRNN(_RNN):
     keras_name: ClassVar[str] = "simple_rnn"
 
     @nn.nowrap
-    def _step(self, xw, states, h_dropped, recurrent_kernel, bias):
-        h = activations.get(self.activation)(xw + h_dropped @ recurrent_kernel)
+    def _step(self, masks, weights, z, states):
+        h = activations.get(self.activation)(plus_bias(z, weights[2]))
         return h, (h,)
 
 
@@ -240,10 +248,10 @@ class LSTM(_RNN):
         return forget_ones
 
     @nn.nowrap
-    def _step(self, xw, states, h_dropped, recurrent_kernel, bias):
+    def _step(self, masks, weights, z, states):
         _, c = states
         act, sigma = activations.get(self.activation), activations.get(self.recurrent_activation)
-        z_i, z_f, z_c, z_o = jnp.split(xw + h_dropped @ recurrent_kernel, 4, axis=-1)
+        z_i, z_f, z_c, z_o = jnp.split(plus_bias(z, weights[2]), 4, axis=-1)
         c = sigma(z_f) * c + sigma(z_i) * act(z_c)
         h = sigma(z_o) * act(c)
         return h, (h, c)
@@ -290,25 +298,33 @@ class GRU(_RNN):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     @nn.nowrap
-    def _input_bias(self, bias):
-        return bias[0] if bias is not None and self.reset_after else bias
+    def _linear(self, masks, x, h, kernel, recurrent_kernel):
+        """``x_t W + h_{t-1} U`` in the ``z, r`` columns; the ``h`` block's ``x_t W_h`` and (``reset_after``)
+        ``h_{t-1} U_h`` apart, as ``r`` multiplies the latter (without ``reset_after``: ``r * h_{t-1}``, in
+        ``_step``)."""
+        zr, (input_mask, recurrent_mask) = 2 * self.units, masks  # zr: the z, r columns
+        if not self.reset_after:
+            recurrent_kernel = recurrent_kernel[:, :zr]
+            recurrent_mask = None if recurrent_mask is None else recurrent_mask[:, :2]
+        xw, hu = project(x, input_mask, kernel), project(h, recurrent_mask, recurrent_kernel)
+        return xw[:, :zr] + hu[:, :zr], xw[:, zr:], hu[:, zr:] if self.reset_after else None
 
     @nn.nowrap
-    def _step(self, xw, states, h_dropped, recurrent_kernel, bias):
+    def _step(self, masks, weights, z, states):
         (h_prev,) = states
         act, sigma = activations.get(self.activation), activations.get(self.recurrent_activation)
-        u = self.units
-        x_z, x_r, x_h = jnp.split(xw, 3, axis=-1)
+        (z_zr, x_h, h_h), bias, zr = z, weights[2], 2 * self.units
+        if bias is not None:  # reset_after: [input bias; recurrent bias]
+            b_x, b_h = bias if self.reset_after else (bias, None)
+            z_zr, x_h = z_zr + b_x[:zr], x_h + b_x[zr:]
+            if b_h is not None:
+                z_zr, h_h = z_zr + b_h[:zr], h_h + b_h[zr:]
+        z, r = jnp.split(sigma(z_zr), 2, axis=-1)
         if self.reset_after:
-            inner = h_dropped @ recurrent_kernel
-            if bias is not None:
-                inner = inner + bias[1]
-            z, r = sigma(x_z + inner[:, :u]), sigma(x_r + inner[:, u:2 * u])
-            n = act(x_h + r * inner[:, 2 * u:])
+            n = act(x_h + r * h_h)
         else:
-            inner = h_dropped @ recurrent_kernel[:, :2 * u]
-            z, r = sigma(x_z + inner[:, :u]), sigma(x_r + inner[:, u:])
-            n = act(x_h + (r * h_dropped) @ recurrent_kernel[:, 2 * u:])
+            h_dropped = h_prev if masks[1] is None else h_prev * masks[1][:, 2]
+            n = act(x_h + (r * h_dropped) @ weights[1][:, zr:])
         h = z * h_prev + (1.0 - z) * n
         return h, (h,)
 
