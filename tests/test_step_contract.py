@@ -167,3 +167,9 @@ def test_the_jitted_pure_steps_follow_the_contract(digits8x8):
     assert int(state.step) == 1 and set(logs) == {"loss", "accuracy"}
     chex.assert_shape(list(logs.values()), ())
     assert set(trainer.test_step(state, batch)) == {"loss", "accuracy"}
+
+
+def test_a_train_step_that_returns_only_the_state_is_told_the_contract(digits8x8):
+    x, y = digits8x8
+    with pytest.raises(TypeError, match="must return \\(state, logs\\)"):
+        dlkit.Trainer(mlp(), train_step=lambda state, batch: state).fit(x, y, verbose=0)

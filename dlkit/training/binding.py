@@ -33,13 +33,13 @@ class StepsMixin:
                             Batch(x, y, np.ones(1, np.float32), np.ones(1, np.float32)))
         names = {}
 
-        def trace(kind, step, *returns):
+        def trace(kind: str, step, returns: str):
             def run(state, batch):
                 result = step(state, batch)
-                logs = result[1] if kind == "train_step" else result
-                if not (isinstance(result, tuple) and len(result) == 2) and kind == "train_step" or \
-                        not isinstance(logs, dict) or any(jnp.shape(v) != () for v in logs.values()):
-                    raise TypeError(f"{kind} must return {returns[0]} with logs a dict of scalars (batch means), "
+                pair = isinstance(result, tuple) and len(result) == 2
+                logs = (result[1] if pair else None) if kind == "train_step" else result
+                if not isinstance(logs, dict) or any(jnp.shape(v) != () for v in logs.values()):
+                    raise TypeError(f"{kind} must return {returns} with logs a dict of scalars (batch means), "
                                     f"e.g. {{'loss': loss}}; got {jax.tree.map(jnp.shape, result)!r}.")
                 names[kind] = tuple(logs)
                 return result
