@@ -173,3 +173,35 @@ def test_a_train_step_that_returns_only_the_state_is_told_the_contract(digits8x8
     x, y = digits8x8
     with pytest.raises(TypeError, match="must return \\(state, logs\\)"):
         dlkit.Trainer(mlp(), train_step=lambda state, batch: state).fit(x, y, verbose=0)
+
+
+def test_freezing_applies_inside_each_optimizer_group(digits8x8):
+    x, y = digits8x8
+
+    def both_groups(state, batch):
+        def loss_fn(params):
+            out = apply(state, batch.x, params)
+            return masked_mean(optax.softmax_cross_entropy_with_integer_labels(out.outputs, batch.y), batch.mask)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        for part in ("left", "right"):
+            state = state.apply_gradients(grads[part], part=part)
+        return state, {"loss": loss}
+
+    class Towers(dlkit.layers.Layer):
+        def setup(self):
+            self.left = dlkit.Sequential([layers.Dense(8, activation="relu"), layers.Dense(10)])
+            self.right = layers.Dense(10)
+
+        def call(self, x, training=False):
+            return self.left(x) + self.right(x)
+
+    trainer = dlkit.Trainer(Towers(), optimizer={"left": "adam", "right": "adam"}, train_step=both_groups)
+    trainer.build(x)
+    trainer.freeze("left/dense")
+    before = jax.tree.map(np.asarray, trainer.state.params)  # fit donates the state
+    trainer.fit(x, y, epochs=1, batch_size=256, verbose=0)
+    after = trainer.state.params
+    chex.assert_trees_all_equal(after["left"]["dense"], before["left"]["dense"])
+    assert not np.array_equal(after["left"]["dense_1"]["kernel"], before["left"]["dense_1"]["kernel"])
+    assert not np.array_equal(after["right"]["kernel"], before["right"]["kernel"])
