@@ -44,9 +44,13 @@ def test_eight_devices_match_one_device():
 def test_xla_options_are_gated_on_what_this_jaxlib_accepts(monkeypatch):
     from dlkit.training import devices
 
-    assert devices.default_compiler_options("cpu") in ({}, {"xla_cpu_experimental_ynn_fusion_type": ""})
-    monkeypatch.setattr(devices, "_CPU_OPTIONS", {"xla_cpu_option_no_jaxlib_has": ""})
-    assert devices.default_compiler_options("cpu") == {}  # a dropped flag is skipped, not an error
+    assert devices.default_compiler_options("cpu") in ({}, *devices._CPU_OPTIONS)
+    assert devices.default_compiler_options("gpu") == {}
+    unknown, off = {"xla_cpu_option_no_jaxlib_has": ""}, {"xla_cpu_experimental_ynn_fusion_type": ""}
+    monkeypatch.setattr(devices, "_CPU_OPTIONS", (unknown, off))
+    assert devices.default_compiler_options("cpu") == off  # a dropped flag falls back to the next candidate
+    monkeypatch.setattr(devices, "_CPU_OPTIONS", (unknown,))
+    assert devices.default_compiler_options("cpu") == {}  # and none accepted is not an error
 
 
 def test_importing_dlkit_changes_no_global_jax_setting():
