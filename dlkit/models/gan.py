@@ -79,8 +79,7 @@ class GAN(nn.Module):
         fake = jax.lax.stop_gradient(apply(state, z, method="generate", rng=step_rng(state, "fake")).outputs)
         images = jnp.concatenate([real, fake.astype(real.dtype)])
         noise = self.label_noise * jax.random.uniform(step_rng(state, "label_noise"), (2 * rows,))
-        labels = jnp.concatenate([jnp.ones(rows), jnp.zeros(rows)]) + jnp.where(jnp.arange(2 * rows) < rows,
-                                                                                 -noise, noise)
+        labels = jnp.concatenate([1.0 - noise[:rows], noise[rows:]])  # real 1 - noise, generated 0 + noise
 
         def loss_fn(d_params):
             out = apply(state, images, {**state.params, "discriminator": d_params}, method="discriminate",
