@@ -143,6 +143,59 @@ def test_gradients_match_finite_differences(kind, case):
         check_grads(f, (params, x, initial), order=1, modes=["rev"], atol=1e-7, rtol=1e-7, eps=1e-6)
 
 
+def jnp_step(kind, x, states, kernel, rec, bias):
+    """``np_step`` in jax.numpy (LSTM and GRU(reset_after=True)), for ``jax.grad`` through a plain scan."""
+    h = states[0]
+    if kind == "lstm":
+        i, f, g, o = jnp.split(x @ kernel + h @ rec + bias, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * states[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return h, (h, c)
+    xz, xr, xh = jnp.split(x @ kernel + bias[0], 3, axis=-1)
+    hz, hr, hh = jnp.split(h @ rec + bias[1], 3, axis=-1)
+    z, r = jax.nn.sigmoid(xz + hz), jax.nn.sigmoid(xr + hr)
+    h = z * h + (1 - z) * jnp.tanh(xh + r * hh)
+    return h, (h,)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "gru_after"])
+def test_gradients_match_autodiff_of_a_plain_scan(kind, go_backwards, masked):
+    """Every gradient of the hand-written backward pass (dz_t written over the forward's z_t buffer) against
+    ``jax.grad`` of a ``lax.scan`` of ``jnp_step``, float64, outputs and final states both in the loss."""
+    mask = jnp.asarray(np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 0], [0, 1, 1, 1, 1]], bool)) if masked else None
+    layer = make_layer(kind, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    with jax.enable_x64(True):
+        params = {k: v.astype(jnp.float64) for k, v in params_of(random_weights(kind)).items()}
+        x = jnp.asarray(randn(B, T, D), jnp.float64)
+        initial = [jnp.asarray(randn(B, U, scale=0.5), jnp.float64) for _ in range(2 if kind == "lstm" else 1)]
+        w_out, w_states = jnp.asarray(randn(B, T, U), jnp.float64), jnp.asarray(randn(B, U), jnp.float64)
+
+        def reference(params, x, initial):
+            def body(states, inputs):
+                x_t, m_t = inputs
+                out, new = jnp_step(kind, x_t, states, params["kernel"], params["recurrent_kernel"], params["bias"])
+                if m_t is not None:
+                    new = tuple(jnp.where(m_t[:, None], n, s) for n, s in zip(new, states))
+                    out = jnp.where(m_t[:, None], out, states[0])
+                return new, out
+            steps = (jnp.swapaxes(x, 0, 1), None if mask is None else mask.T)
+            final, outs = jax.lax.scan(body, tuple(initial), steps, reverse=go_backwards)
+            return jnp.swapaxes(outs[::-1] if go_backwards else outs, 0, 1), final
+
+        def loss(fn):
+            def value(params, x, initial):
+                outs, *final = fn(params, x, initial)
+                return jnp.sum(outs * w_out) + sum(jnp.sum(s * w_states * (k + 1)) for k, s in enumerate(final))
+            return jax.grad(value, argnums=(0, 1, 2))
+
+        got = loss(lambda p, x, s: layer.apply({"params": p}, x, mask=mask, initial_state=s))(params, x, initial)
+        want = loss(lambda p, x, s: [reference(p, x, s)[0], *reference(p, x, s)[1]])(params, x, initial)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------------------------
 # shapes and names
 # ----------------------------------------------------------------------------------------------

@@ -67,16 +67,21 @@ def _recurrence_bwd(linear, cell, sequences, reverse, unroll, residuals, cotange
     recurrent_t = recurrent_kernel.T  # materialised: on CPU a matmul by it runs 1.8x faster than by U.T
 
     def body(carry, inputs):
-        d_states, d_weights = carry
-        x_t, z, states, m_t, d_out = inputs
+        d_states, d_weights, zs = carry
+        t, x_t, states, m_t, d_out = inputs
+        z = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, t, keepdims=False), zs)
         _, cell_vjp = jax.vjp(lambda w, z, s: cell(masks, w, z, s, m_t), weights, z, states)
         dw, dz, ds = cell_vjp((jnp.zeros_like(states[0]) if d_out is None else d_out, d_states))
         _, h_vjp = jax.vjp(lambda h: linear(masks, x_t, h, kernel, recurrent_t.T), states[0])
-        return ((ds[0] + h_vjp(dz)[0], *ds[1:]), jax.tree.map(jnp.add, d_weights, dw)), dz
+        zs = jax.tree.map(lambda a, d: jax.lax.dynamic_update_index_in_dim(a, d, t, 0), zs, dz)
+        return ((ds[0] + h_vjp(dz)[0], *ds[1:]), jax.tree.map(jnp.add, d_weights, dw), zs), None
 
-    (d_states, d_weights), dzs = jax.lax.scan(
-        body, (d_states, jax.tree.map(jnp.zeros_like, weights)), (xs, zs, previous, seq_mask, d_outputs),
-        reverse=not reverse, unroll=unroll)
+    # dz_t overwrites z_t in the forward's buffer (read just before): no zero-filled (time, batch, k * units)
+    # scan output for the dzs and no copy of it (scripts/bench_lstm.py's LSTM, jitted training step on CPU:
+    # 2% faster with the Trainer's compiler options, 5-8% with XLA's defaults)
+    (d_states, d_weights, dzs), _ = jax.lax.scan(
+        body, (d_states, jax.tree.map(jnp.zeros_like, weights), zs),
+        (jnp.arange(len(xs)), xs, previous, seq_mask, d_outputs), reverse=not reverse, unroll=unroll)
     rows = functools.partial(jax.tree.map, lambda a: a.reshape(-1, *a.shape[2:]))  # (time * batch, ...)
     tiled = jax.tree.map(lambda m: jnp.tile(m, (len(xs),) + (1,) * (m.ndim - 1)), masks)
     _, linear_vjp = jax.vjp(lambda x, k, r: linear(tiled, x, rows(previous[0]), k, r), rows(xs), kernel,
