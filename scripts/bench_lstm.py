@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cnn import BATCH, compare, data as cnn_data  # noqa: E402
+from bench_cnn import BATCH, compare, flax_loop, data as cnn_data  # noqa: E402
 
 UNITS = 128
 
@@ -47,9 +47,6 @@ def run_dlkit(epochs: int):
 
 def run_flax(epochs: int):
     import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
     import optax
     x_train, y_train, x_test, y_test = data()
 
@@ -59,33 +56,7 @@ def run_flax(epochs: int):
             x = nn.RNN(nn.OptimizedLSTMCell(UNITS))(x)[:, -1]
             return nn.Dense(10)(x)
 
-    model, tx = RowLSTM(), optax.adam(1e-3)
-    params = model.init(jax.random.key(0), x_train[:1])["params"]
-    opt_state = tx.init(params)
-    x_dev, y_dev = jax.device_put(x_train), jax.device_put(y_train)
-
-    @jax.jit
-    def train_step(params, opt_state, index):
-        def loss_fn(p):
-            logits = model.apply({"params": p}, x_dev[index])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y_dev[index]).mean()
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    @jax.jit
-    def accuracy(params, x, y):
-        return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
-
-    rng, times = np.random.default_rng(0), []
-    for _ in range(epochs):
-        began = time.perf_counter()
-        perm = rng.permutation(len(x_train))
-        for start in range(0, len(perm), BATCH):
-            params, opt_state, loss = train_step(params, opt_state, perm[start:start + BATCH])
-        loss.block_until_ready()
-        times.append(time.perf_counter() - began)
-    return times, float(accuracy(params, x_test, y_test))
+    return flax_loop(RowLSTM(), optax.adam(1e-3), x_train, y_train, x_test, y_test, epochs)
 
 
 def run_keras(epochs: int):
