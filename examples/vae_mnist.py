@@ -25,8 +25,9 @@ def build_vae(latent_dim: int = 2, conv: bool = True) -> VAE:
                                     layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
                                     layers.Conv2D(1, 3, padding="same", activation="sigmoid")])
     else:
-        encoder = dlkit.Sequential([layers.Flatten(), layers.Dense(256, activation="relu")])
-        decoder = dlkit.Sequential([layers.Dense(256, activation="relu"),
+        encoder = dlkit.Sequential([layers.Flatten(), layers.Dense(512, activation="relu"),
+                                    layers.Dense(256, activation="relu")])
+        decoder = dlkit.Sequential([layers.Dense(256, activation="relu"), layers.Dense(512, activation="relu"),
                                     layers.Dense(28 * 28, activation="sigmoid"), layers.Reshape((28, 28, 1))])
     return VAE(encoder, decoder, latent_dim=latent_dim)
 

@@ -41,12 +41,13 @@ def test_the_classifier_is_confident_on_real_digits(classifier, digits):
     assert fraction >= 0.9 and classes == 10
 
 
-@pytest.mark.xfail(strict=True, reason="measured 0.45 confident (10 classes) after 40 epochs of a dense 8-D VAE "
-                                       "on 10k digits; a 2-D one gave 0.45 over 7 classes")
 def test_vae_samples_are_confidently_digits(classifier, digits, load_example):
+    """A dense 3-D VAE, 100 epochs on 10k digits (about a minute): measured 0.80 / 0.77 / 0.80 confident
+    over 10 classes for seeds 0 / 1 / 2 (8-D: 0.64, 16-D: 0.57; a wider latent leaves holes the prior
+    samples fall into)."""
     example = load_example("vae_mnist")
-    trainer = dlkit.Trainer(example.build_vae(latent_dim=8, conv=False), optimizer="adam")
-    trainer.fit(digits[2], epochs=40, batch_size=64, verbose=0)
+    trainer = dlkit.Trainer(example.build_vae(latent_dim=3, conv=False), optimizer="adam")
+    trainer.fit(digits[2], epochs=100, batch_size=64, verbose=0)
     fraction, classes = confident_classes(classifier, dlkit.models.sample(trainer, 256, seed=0))
     assert fraction >= 0.7 and classes >= 8
 

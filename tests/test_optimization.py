@@ -1,4 +1,5 @@
 """Gradient clipping (Keras' optimizer arguments), class and sample weights."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,3 +89,62 @@ def test_class_weight_for_an_unknown_class_is_an_error(digits8x8):
     trainer = dlkit.Trainer(dlkit.Sequential([layers.Dense(10)]), loss=dlkit.losses.SparseCategoricalCrossentropy(True))
     with pytest.raises(ValueError, match="class_weight has no weight for class"):
         trainer.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+
+
+def test_use_ema_keeps_the_keras_moving_average_of_the_weights():
+    """average_1 = w_1; average_t = m * average_{t-1} + (1 - m) * w_t (Keras' use_ema)."""
+    optimizer = dlkit.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.8)
+    params = {"w": jnp.array([1.5, -2.0])}
+    state = optimizer.init(params)
+    w, average = np.array([1.5, -2.0]), None
+    for t in range(4):
+        grads = {"w": jnp.array([1.0, 3.0]) * (t + 1)}
+        updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        w = w - 0.1 * np.array([1.0, 3.0]) * (t + 1)
+        average = w if average is None else 0.8 * average + 0.2 * w
+    chex.assert_trees_all_close(params, {"w": w}, rtol=1e-6)  # the weights follow plain SGD
+    chex.assert_trees_all_close(state.average, {"w": average}, rtol=1e-6)
+
+
+def test_ema_overwrite_frequency_sets_the_weights_to_the_average():
+    optimizer = dlkit.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    params = {"w": jnp.zeros(2)}
+    state = optimizer.init(params)
+    for _ in range(2):
+        updates, state = optimizer.update({"w": jnp.ones(2)}, state, params)
+        params = optax.apply_updates(params, updates)
+    chex.assert_trees_all_close(params, {"w": jnp.full(2, 0.5 * -0.1 + 0.5 * -0.2)}, rtol=1e-6)
+
+
+def test_fit_ends_with_the_averaged_weights_and_frozen_ones_untouched(digits8x8):
+    x, y = digits8x8[0][:512], digits8x8[1][:512]
+
+    def trained(**ema):
+        trainer = dlkit.Trainer(dlkit.Sequential([layers.Dense(16, activation="relu", name="base"),
+                                                  layers.Dense(10, name="head")]),
+                                optimizer=dlkit.optimizers.Adam(0.01, **ema),
+                                loss="sparse_categorical_crossentropy", input_shape=(64,))
+        trainer.build(x)
+        frozen = jax.tree.map(np.asarray, trainer.state.params["base"])
+        trainer.freeze("base")
+        trainer.compile(optimizer=dlkit.optimizers.Adam(0.01, **ema), loss="sparse_categorical_crossentropy")
+        trainer.fit(x, y, batch_size=64, epochs=3, verbose=0)
+        return trainer, frozen
+
+    raw, _ = trained()
+    averaged, frozen = trained(use_ema=True, ema_momentum=0.9)
+    average = dlkit.optimizers._find(averaged.state.opt_state, dlkit.optimizers.EmaState).average
+    chex.assert_trees_all_close(averaged.state.params["head"], average["head"])
+    chex.assert_trees_all_close(averaged.state.params["base"], frozen)
+    gap = np.abs(np.asarray(averaged.state.params["head"]["kernel"]) - np.asarray(raw.state.params["head"]["kernel"]))
+    assert gap.max() > 1e-3  # the average, not the last weights
+
+
+def test_bad_ema_arguments_are_named():
+    with pytest.raises(ValueError, match="ema_momentum"):
+        dlkit.optimizers.Adam(use_ema=True, ema_momentum=1.5)
+    with pytest.raises(ValueError, match="ema_overwrite_frequency"):
+        dlkit.optimizers.Adam(use_ema=True, ema_overwrite_frequency=0)
+    with pytest.raises(TypeError, match="use_ema"):
+        dlkit.optimizers.Adam(use_emma=True)

@@ -269,6 +269,8 @@ class Trainer(StepsMixin, WeightsMixin):
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
+        self.state = self.state.replace(params=optimizers.averaged_weights(self.tx, self.state.opt_state,
+                                                                            self.state.params))
         cbs.on_train_end()
         return history
 
