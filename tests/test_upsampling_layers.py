@@ -25,6 +25,22 @@ def test_conv2d_transpose_equals_keras(kernel, strides, padding):
     chex.assert_trees_all_close(np.asarray(out), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel,strides,padding", [(4, 2, "same"), (3, 2, "same"), (2, 3, "same"), (5, 3, "valid"),
+                                                    (3, 1, "same")])
+def test_conv2d_transpose_gradients_equal_autodiff_of_the_dilated_convolution(kernel, strides, padding):
+    """The hand-written kernel gradient (through the adjoint convolution) against JAX's own."""
+    from dlkit.layers.convolutional import _dilated_conv, transpose_padding, transposed_conv
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 5, 6, 3))
+    k = rng.normal(size=(kernel, kernel, 3, 4))
+    pads = (transpose_padding(kernel, strides, padding),) * 2
+    target = rng.normal(size=_dilated_conv(x, k, (strides,) * 2, pads).shape)
+    with jax.enable_x64():
+        grads = [jax.grad(lambda x, k: jax.numpy.sum(f(x, k, (strides,) * 2, pads) * target), argnums=(0, 1))(x, k)
+                 for f in (transposed_conv, _dilated_conv)]
+    chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-10)
+
+
 def test_conv2d_transpose_is_the_gradient_of_conv2d_with_respect_to_its_input():
     """<conv(u), v> = <u, conv_transpose(v)> with the same kernel: the defining identity."""
     rng = np.random.default_rng(1)
