@@ -2,8 +2,8 @@
 
 A CNN trained on real digits (``examples/mnist_cnn.py``) classifies 256 samples drawn with a
 fixed seed; the issue's bar is max softmax >= 0.9 for at least 70% of them, spread over at
-least 8 classes. Not reached yet on this CPU budget (see the reasons): the tests hold the bar
-and are marked strict xfail, so they fail loudly the day a model clears it.
+least 8 classes. The VAE clears it. The GAN does not yet (see the reason): its test holds the
+bar and is marked strict xfail, so it fails loudly the day a model clears it.
 """
 import jax
 import numpy as np

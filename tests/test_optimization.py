@@ -148,3 +148,19 @@ def test_bad_ema_arguments_are_named():
         dlkit.optimizers.Adam(use_ema=True, ema_overwrite_frequency=0)
     with pytest.raises(TypeError, match="use_ema"):
         dlkit.optimizers.Adam(use_emma=True)
+
+
+def test_an_ema_optimizer_state_survives_a_checkpoint_and_keeps_its_learning_rate(tmp_path, digits8x8):
+    x, y = digits8x8[0][:128], digits8x8[1][:128]
+
+    def trainer():
+        return dlkit.Trainer(dlkit.Sequential([layers.Dense(10)]), loss="sparse_categorical_crossentropy",
+                             optimizer=dlkit.optimizers.Adam(0.01, use_ema=True))
+
+    saved = trainer()
+    saved.fit(x, y, epochs=2, verbose=0)
+    saved.save_checkpoint(str(tmp_path / "ckpt"))
+    loaded = trainer()
+    loaded.load_checkpoint(str(tmp_path / "ckpt"))
+    chex.assert_trees_all_equal(loaded.state.opt_state, saved.state.opt_state)
+    assert float(dlkit.optimizers.learning_rate_of(loaded.state.opt_state)) == pytest.approx(0.01)
