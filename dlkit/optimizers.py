@@ -77,7 +77,7 @@ def averaged_weights(tx, opt_state, params):
     found = _find(opt_state, EmaState)
     if found is None:
         return params
-    return jax.tree.map(lambda a, p: p if isinstance(a, optax.MaskedNode) else a.astype(p.dtype), found.average,
+    return jax.tree.map(lambda a, p: p if isinstance(a, optax.MaskedNode) else a, found.average,
                         params, is_leaf=lambda a: isinstance(a, optax.MaskedNode))  # MaskedNode: a frozen weight
 
 
@@ -141,14 +141,14 @@ def RMSprop(learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilo
 
 
 def Adagrad(learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,  # noqa: N802
-         **options):
+            **options):
     """Adagrad with Keras' defaults."""
     return _build(optax.adagrad, options, learning_rate=learning_rate,
                   initial_accumulator_value=initial_accumulator_value, eps=epsilon)
 
 
 def Nadam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
-         **options):
+          **options):
     """Adam with Nesterov momentum, Keras' defaults."""
     return _build(optax.nadam, options,
                   learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
