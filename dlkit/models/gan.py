@@ -60,17 +60,7 @@ class GAN(nn.Module):
     def generator_step(self, state, rows: int):
         """Update G to make D call its images real; D's parameters and optimizer state are untouched."""
         z = self.latents(step_rng(state, "generator_z"), rows)
-
-        def loss_fn(g_params):
-            out = apply(state, z, {**state.params, "generator": g_params}, method="generate_and_discriminate",
-                        rng=step_rng(state, "generator"))
-            logits = out.outputs.reshape(rows)
-            loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.ones(rows))) + out.added_loss
-            return loss, out.model_state
-
-        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["generator"])
-        state = state.apply_gradients(grads, part="generator")
-        return state.replace(model_state=_with_part(state.model_state, updates, "generator")), loss
+        return _update(state, "generator", z, jnp.ones(rows), "generate_and_discriminate")
 
     def discriminator_step(self, state, real):
         """Update D to tell ``real`` images from freshly generated ones."""
@@ -80,22 +70,25 @@ class GAN(nn.Module):
         images = jnp.concatenate([real, fake.astype(real.dtype)])
         noise = self.label_noise * jax.random.uniform(step_rng(state, "label_noise"), (2 * rows,))
         labels = jnp.concatenate([1.0 - noise[:rows], noise[rows:]])  # real 1 - noise, generated 0 + noise
-
-        def loss_fn(d_params):
-            out = apply(state, images, {**state.params, "discriminator": d_params}, method="discriminate",
-                        rng=step_rng(state, "discriminator"))
-            logits = out.outputs.reshape(2 * rows)
-            loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss
-            return loss, out.model_state
-
-        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["discriminator"])
-        state = state.apply_gradients(grads, part="discriminator")
-        return state.replace(model_state=_with_part(state.model_state, updates, "discriminator")), loss
+        return _update(state, "discriminator", images, labels, "discriminate")
 
     def train_step(self, state, batch):
         state, g_loss = self.generator_step(state, batch.x.shape[0])
         state, d_loss = self.discriminator_step(state, batch.x)
         return state, {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def _update(state, part: str, x, labels, method: str):
+    """One update of ``part``'s parameters on ``mean(BCE(logits, labels))`` (plus added losses), where
+    ``method`` maps ``x`` to one logit per row; returns ``(state, loss)``."""
+    def loss_fn(params):
+        out = apply(state, x, {**state.params, part: params}, method=method, rng=step_rng(state, part))
+        logits = out.outputs.reshape(labels.shape)
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss, out.model_state
+
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params[part])
+    state = state.apply_gradients(grads, part=part)
+    return state.replace(model_state=_with_part(state.model_state, updates, part)), loss
 
 
 def _with_part(model_state: dict, updates: dict, part: str) -> dict:
