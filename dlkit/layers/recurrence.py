@@ -34,7 +34,7 @@ def plus_bias(z, bias):
 
 
 def _scan(linear, cell, sequences, reverse, unroll, weights, xs, states, consts, keep=False):
-    """``z_t = linear(masks, x_t, h_{t-1}, kernel, recurrent_kernel)``, then ``output_t, states_t =
+    """``z_t = linear(masks, x_t, h_{t-1}, kernel, recurrent_kernel, fused=True)``, then ``output_t, states_t =
     cell(masks, weights, z_t, states_{t-1}, m_t)``, with ``consts = (masks, m)`` (``m``: the time-major
     sequence mask or ``None``). Returns ``(final states, outputs or None)`` and, if ``keep``, every
     step's ``(z_t, states_{t-1})``."""
@@ -42,7 +42,7 @@ def _scan(linear, cell, sequences, reverse, unroll, weights, xs, states, consts,
 
     def body(states, inputs):
         x_t, m_t = inputs
-        z = linear(masks, x_t, states[0], *weights[:2])
+        z = linear(masks, x_t, states[0], *weights[:2], fused=True)
         output, new_states = cell(masks, weights, z, states, m_t)
         return new_states, (output if sequences else None, (z, states) if keep else None)
 
