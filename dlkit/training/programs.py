@@ -76,7 +76,7 @@ class Programs:
         def run(variables, data, start):
             last = jax.tree.leaves(data)[0].shape[0] - 1
             index = jnp.clip(start + jnp.arange(size), 0, last)
-            x = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
+            x = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)
             return self.forward(variables, self.split(x, size), method)
 
         key = ("predict", size, method)
@@ -95,7 +95,7 @@ class Programs:
         """Rows ``perm[start:start+rows]`` of each array and a mask that is 0 from row ``valid`` on."""
         offsets = jnp.arange(rows)
         index = jnp.take(perm, start + offsets, mode="clip")
-        x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0), data)
+        x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)  # in range: no fill
         mask = (offsets < valid).astype(jnp.float32)
         return self.split(Batch(x, y, w, mask), rows)
 
