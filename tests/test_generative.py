@@ -65,12 +65,12 @@ def test_reparameterisation_gives_gradients_to_mean_and_log_variance():
 
 
 # ------------------------------------------------------------------ GAN update rules
-def tiny_gan():
+def tiny_gan(dropout: float = 0.3, r1_gamma: float = 0.0):
     generator = dlkit.Sequential([dlkit.layers.Dense(16, activation="relu"), dlkit.layers.Dense(4 * 4),
                                   dlkit.layers.Reshape((4, 4, 1))])
     discriminator = dlkit.Sequential([dlkit.layers.Flatten(), dlkit.layers.Dense(8), dlkit.layers.LeakyReLU(0.2),
-                                      dlkit.layers.Dropout(0.3), dlkit.layers.Dense(1)])
-    gan = GAN(generator, discriminator, latent_dim=5)
+                                      dlkit.layers.Dropout(dropout), dlkit.layers.Dense(1)])
+    gan = GAN(generator, discriminator, latent_dim=5, r1_gamma=r1_gamma)
     adam = dlkit.optimizers.Adam(1e-2, beta_1=0.5)
     trainer = dlkit.Trainer(gan, optimizer={"generator": adam, "discriminator": adam})
     real = np.random.default_rng(0).uniform(size=(64, 4, 4, 1)).astype(np.float32)
@@ -111,6 +111,30 @@ def test_the_discriminator_update_leaves_the_generator_unchanged():
     chex.assert_trees_all_equal(new.params["generator"], trainer.state.params["generator"])
     assert not np.array_equal(new.params["discriminator"]["dense_1"]["kernel"],
                               trainer.state.params["discriminator"]["dense_1"]["kernel"])
+
+
+def test_the_r1_penalty_is_half_gamma_times_the_squared_input_gradient_of_d():
+    gan, trainer, real = tiny_gan(dropout=0.0, r1_gamma=3.0)
+    state, x = trainer.state, real[:16].astype(np.float64)
+    variables = {"params": state.params, **state.model_state}
+
+    def d(images):  # D's logits, in numpy
+        return np.asarray(state.apply_fn(variables, images.astype(np.float32), method="discriminate"))[:, 0]
+
+    eps, grads = 1e-2, np.zeros_like(x)  # D is piecewise linear: central differences are exact off the kinks
+    for i in np.ndindex(x.shape[1:]):
+        step = np.zeros_like(x)
+        step[(slice(None), *i)] = eps
+        grads[(slice(None), *i)] = (d(x + step) - d(x - step)) / (2 * eps)
+    expected = 1.5 * np.mean(np.sum(grads ** 2, axis=(1, 2, 3)))
+    penalty = gan.r1_penalty(state, jnp.asarray(real[:16]))
+    chex.assert_trees_all_close(penalty(state.params["discriminator"]), expected, rtol=1e-3)
+    # it reaches D's update: with it, D's weights move differently
+    plain = GAN(gan.generator, gan.discriminator, latent_dim=5)
+    with_r1, _ = jax.jit(gan.discriminator_step)(state, jnp.asarray(real[:16]))
+    without, _ = jax.jit(plain.discriminator_step)(state, jnp.asarray(real[:16]))
+    assert not np.allclose(with_r1.params["discriminator"]["dense"]["kernel"],
+                           without.params["discriminator"]["dense"]["kernel"])
 
 
 def test_a_gan_checkpoint_with_two_optimizers_round_trips(tmp_path):

@@ -8,7 +8,10 @@ images makes two updates, with two optimizers and two optimizer states:
   (its parameters and optimizer state are not touched) and the real images are not read;
 * discriminator: ``L_D = BCE(D(x), 1 - noise) + BCE(D(G(z')), 0 + noise)`` on the real batch
   ``x`` and fresh generated images (``stop_gradient``: G does not learn from it), where
-  ``noise ~ U(0, label_noise)`` softens the labels, a trick that steadies training.
+  ``noise ~ U(0, label_noise)`` softens the labels, a trick that steadies training; with
+  ``r1_gamma > 0`` it adds the R1 penalty ``(r1_gamma / 2) * mean_x ||grad_x D(x)||^2`` on the
+  real images (Mescheder et al., 2018), which keeps D from growing steep around the data and
+  lets a larger discriminator train without oscillating.
 
 Both networks run in training mode (dropout, batch statistics); each network's
 non-trainable state (``batch_stats``) is updated only in its own update.
@@ -34,6 +37,7 @@ class GAN(nn.Module):
     discriminator: nn.Module
     latent_dim: int = 128
     label_noise: float = 0.05
+    r1_gamma: float = 0.0
 
     @property
     def input_shape(self) -> tuple:
@@ -70,7 +74,18 @@ class GAN(nn.Module):
         images = jnp.concatenate([real, fake.astype(real.dtype)])
         noise = self.label_noise * jax.random.uniform(step_rng(state, "label_noise"), (2 * rows,))
         labels = jnp.concatenate([1.0 - noise[:rows], noise[rows:]])  # real 1 - noise, generated 0 + noise
-        return _update(state, "discriminator", images, labels, "discriminate")
+        penalty = self.r1_penalty(state, real) if self.r1_gamma > 0.0 else None
+        return _update(state, "discriminator", images, labels, "discriminate", penalty)
+
+    def r1_penalty(self, state, real):
+        """``params -> (r1_gamma / 2) * mean over real images of ||d D(x) / d x||^2`` (D in training mode)."""
+        def penalty(params):
+            def total_logit(x):
+                return apply(state, x, {**state.params, "discriminator": params}, method="discriminate",
+                             rng=step_rng(state, "r1")).outputs.sum()
+            grads = jax.grad(total_logit)(real)
+            return 0.5 * self.r1_gamma * jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))))
+        return penalty
 
     def train_step(self, state, batch):
         state, g_loss = self.generator_step(state, batch.x.shape[0])
@@ -78,13 +93,14 @@ class GAN(nn.Module):
         return state, {"d_loss": d_loss, "g_loss": g_loss}
 
 
-def _update(state, part: str, x, labels, method: str):
-    """One update of ``part``'s parameters on ``mean(BCE(logits, labels))`` (plus added losses), where
-    ``method`` maps ``x`` to one logit per row; returns ``(state, loss)``."""
+def _update(state, part: str, x, labels, method: str, penalty=None):
+    """One update of ``part``'s parameters on ``mean(BCE(logits, labels))`` (plus added losses and
+    ``penalty(params)``), where ``method`` maps ``x`` to one logit per row; returns ``(state, loss)``."""
     def loss_fn(params):
         out = apply(state, x, {**state.params, part: params}, method=method, rng=step_rng(state, part))
         logits = out.outputs.reshape(labels.shape)
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss, out.model_state
+        loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss
+        return loss + (0.0 if penalty is None else penalty(params)), out.model_state
 
     (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params[part])
     state = state.apply_gradients(grads, part=part)
