@@ -225,3 +225,17 @@ def test_each_network_updates_its_batch_statistics_in_its_own_step():
     chex.assert_trees_all_equal(after_d.model_state["batch_stats"]["generator"], stats["generator"])
     assert not np.allclose(after_d.model_state["batch_stats"]["discriminator"]["batch_normalization"]["moving_mean"],
                            stats["discriminator"]["batch_normalization"]["moving_mean"])
+
+
+def test_the_example_gan_trains_and_saves_a_sample_grid_per_epoch(digits, load_example, tmp_path):
+    example = load_example("gan_mnist")
+    grids = example.SampleGrid(str(tmp_path / "gan_epoch_{epoch}.png"), n=16)
+    logs = []
+    record = dlkit.callbacks.LambdaCallback(on_epoch_end=lambda epoch, epoch_logs=None: logs.append(epoch_logs))
+    trainer = example.train(example.build_gan(), digits[0][:512], epochs=2, callbacks=[grids, record])
+    for epoch in (1, 2):
+        assert open(tmp_path / f"gan_epoch_{epoch}.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len(logs) == 2 and all(np.isfinite(epoch_logs[k]) for epoch_logs in logs for k in ("d_loss", "g_loss"))
+    samples = dlkit.models.sample(trainer, 8, seed=0)
+    chex.assert_shape(samples, (8, 28, 28, 1))
+    assert 0.0 <= samples.min() and samples.max() <= 1.0
