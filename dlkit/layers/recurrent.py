@@ -305,7 +305,7 @@ class GRU(_RNN):
     def _linear(self, masks, x, h, kernel, recurrent_kernel, fused: bool = False):
         """``x_t W + h_{t-1} U`` in the ``z, r`` columns; the ``h`` block's ``x_t W_h`` and (``reset_after``)
         ``h_{t-1} U_h`` apart, as ``r`` multiplies the latter (without ``reset_after``: ``r * h_{t-1}``, in
-        ``_step``)."""
+        ``_step``). ``fused`` changes nothing here: the blocks are needed apart."""
         zr, (input_mask, recurrent_mask) = 2 * self.units, masks  # zr: the z, r columns
         if not self.reset_after:
             recurrent_kernel = recurrent_kernel[:, :zr]

@@ -74,8 +74,7 @@ class Programs:
         """``run(variables, data, start)``: outputs (of the model, or its ``method``) for rows
         ``start .. start + size`` (clipped)."""
         def run(variables, data, start):
-            last = jax.tree.leaves(data)[0].shape[0] - 1
-            index = jnp.clip(start + jnp.arange(size), 0, last)
+            index = start + jnp.arange(size)  # past the end: mode="clip" repeats the last row
             x = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)
             return self.forward(variables, self.split(x, size), method)
 
