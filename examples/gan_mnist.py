@@ -2,10 +2,13 @@
 
     python examples/gan_mnist.py
 
-The generator turns 64-D Gaussian noise into 28x28 digits; the discriminator learns to
+The generator turns 16-D Gaussian noise into 28x28 digits; the discriminator learns to
 tell them from real ones, and the generator learns to fool it (``dlkit.models.GAN``
-holds the step). A callback saves a grid of samples from fixed noise after every epoch
-(``gan_epoch_<n>.png``).
+holds the step). Radford et al.'s recipe: batch normalization in both networks (the
+discriminator sees real and generated images in separate batches), ReLU in the
+generator, LeakyReLU in the discriminator, strided (transposed) convolutions instead of
+pooling, Adam(2e-4, beta_1=0.5). A callback saves a grid of samples from fixed noise
+after every epoch (``gan_epoch_<n>.png``).
 """
 import numpy as np
 
@@ -14,17 +17,19 @@ from dlkit import layers
 from dlkit.models import GAN
 
 
-def build_gan(latent_dim: int = 64) -> GAN:
+def build_gan(latent_dim: int = 16) -> GAN:
     generator = dlkit.Sequential([
-        layers.Dense(7 * 7 * 64), layers.LeakyReLU(0.2), layers.Reshape((7, 7, 64)),
-        layers.Conv2DTranspose(64, 4, strides=2, padding="same"), layers.LeakyReLU(0.2),
-        layers.Conv2DTranspose(32, 4, strides=2, padding="same"), layers.LeakyReLU(0.2),
-        layers.Conv2D(1, 5, padding="same", activation="sigmoid"),
+        layers.Dense(7 * 7 * 128, use_bias=False), layers.BatchNormalization(), layers.Activation("relu"),
+        layers.Reshape((7, 7, 128)),
+        layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False), layers.BatchNormalization(),
+        layers.Activation("relu"),
+        layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="sigmoid"),
     ])
     discriminator = dlkit.Sequential([
-        layers.Conv2D(32, 3, strides=2, padding="same"), layers.LeakyReLU(0.2),
-        layers.Conv2D(64, 3, strides=2, padding="same"), layers.LeakyReLU(0.2),
-        layers.Flatten(), layers.Dropout(0.2), layers.Dense(1),
+        layers.Conv2D(64, 4, strides=2, padding="same"), layers.LeakyReLU(0.2),
+        layers.Conv2D(128, 4, strides=2, padding="same", use_bias=False), layers.BatchNormalization(),
+        layers.LeakyReLU(0.2),
+        layers.Flatten(), layers.Dense(1),
     ])
     return GAN(generator, discriminator, latent_dim=latent_dim)
 

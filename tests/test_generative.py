@@ -227,6 +227,26 @@ def test_each_network_updates_its_batch_statistics_in_its_own_step():
                            stats["discriminator"]["batch_normalization"]["moving_mean"])
 
 
+def test_the_discriminator_normalizes_real_and_generated_images_in_separate_batches():
+    """DCGAN's recipe: D's batch statistics come from the real batch, then from the generated batch,
+    never from a mix. A BatchNormalization on the pixels makes each pass's mean visible."""
+    generator = dlkit.Sequential([dlkit.layers.Dense(16), dlkit.layers.Reshape((4, 4, 1))])
+    discriminator = dlkit.Sequential([dlkit.layers.BatchNormalization(momentum=0.5), dlkit.layers.Flatten(),
+                                      dlkit.layers.Dense(1)])
+    gan = GAN(generator, discriminator, latent_dim=3)
+    state = dlkit.Trainer(gan, optimizer={"generator": "adam", "discriminator": "adam"}).state
+    real = jnp.asarray(np.random.default_rng(0).uniform(2.0, 3.0, size=(8, 4, 4, 1)), jnp.float32)
+    z = gan.latents(dlkit.training.step_rng(state, "discriminator_z"), 8)
+    fake = dlkit.training.apply(state, z, method="generate", rng=dlkit.training.step_rng(state, "fake")).outputs
+    before = state.model_state["batch_stats"]["discriminator"]["batch_normalization"]["moving_mean"]
+    after_d, _ = jax.jit(gan.discriminator_step)(state, real)
+    after = after_d.model_state["batch_stats"]["discriminator"]["batch_normalization"]["moving_mean"]
+    real_mean, fake_mean = np.mean(real, axis=(0, 1, 2)), np.mean(fake, axis=(0, 1, 2))
+    chex.assert_trees_all_close(after, 0.5 * (0.5 * before + 0.5 * real_mean) + 0.5 * fake_mean, rtol=1e-5)
+    mixed = 0.5 * before + 0.5 * (real_mean + fake_mean) / 2  # what one concatenated batch would give
+    assert not np.allclose(after, mixed, rtol=1e-2)
+
+
 def test_the_example_gan_trains_and_saves_a_sample_grid_per_epoch(digits, load_example, tmp_path):
     example = load_example("gan_mnist")
     grids = example.SampleGrid(str(tmp_path / "gan_epoch_{epoch}.png"), n=16)

@@ -6,8 +6,9 @@ images makes two updates, with two optimizers and two optimizer states:
 
 * generator: ``L_G = BCE(D(G(z)), 1)``, differentiated in G's parameters only; D is frozen
   (its parameters and optimizer state are not touched) and the real images are not read;
-* discriminator: ``L_D = BCE(D(x), 1 - noise) + BCE(D(G(z')), 0 + noise)`` on the real batch
-  ``x`` and fresh generated images (``stop_gradient``: G does not learn from it), where
+* discriminator: ``L_D = (BCE(D(x), 1 - noise) + BCE(D(G(z')), 0 + noise)) / 2`` on the real batch
+  ``x`` and fresh generated images (``stop_gradient``: G does not learn from it), in two forward
+  passes so that batch normalization in D never mixes real and generated images, where
   ``noise ~ U(0, label_noise)`` softens the labels, a trick that steadies training; with
   ``r1_gamma > 0`` it adds the R1 penalty ``(r1_gamma / 2) * mean_x ||grad_x D(x)||^2`` on the
   real images (Mescheder et al., 2018), which keeps D from growing steep around the data and
@@ -64,18 +65,18 @@ class GAN(nn.Module):
     def generator_step(self, state, rows: int):
         """Update G to make D call its images real; D's parameters and optimizer state are untouched."""
         z = self.latents(step_rng(state, "generator_z"), rows)
-        return _update(state, "generator", z, jnp.ones(rows), "generate_and_discriminate")
+        return _update(state, "generator", ((z, jnp.ones(rows)),), "generate_and_discriminate")
 
     def discriminator_step(self, state, real):
-        """Update D to tell ``real`` images from freshly generated ones."""
+        """Update D to tell ``real`` images from freshly generated ones: a pass over the real batch,
+        then one over the generated batch, each with its own batch statistics (DCGAN's recipe)."""
         rows = real.shape[0]
         z = self.latents(step_rng(state, "discriminator_z"), rows)
         fake = jax.lax.stop_gradient(apply(state, z, method="generate", rng=step_rng(state, "fake")).outputs)
-        images = jnp.concatenate([real, fake.astype(real.dtype)])
         noise = self.label_noise * jax.random.uniform(step_rng(state, "label_noise"), (2 * rows,))
-        labels = jnp.concatenate([1.0 - noise[:rows], noise[rows:]])  # real 1 - noise, generated 0 + noise
+        passes = ((real, 1.0 - noise[:rows]), (fake.astype(real.dtype), noise[rows:]))  # real 1 - noise, fake 0 + noise
         penalty = self.r1_penalty(state, real) if self.r1_gamma > 0.0 else None
-        return _update(state, "discriminator", images, labels, "discriminate", penalty)
+        return _update(state, "discriminator", passes, "discriminate", penalty)
 
     def r1_penalty(self, state, real):
         """``params -> (r1_gamma / 2) * mean over real images of ||d D(x) / d x||^2`` (D in training mode)."""
@@ -93,18 +94,24 @@ class GAN(nn.Module):
         return state, {"d_loss": d_loss, "g_loss": g_loss}
 
 
-def _update(state, part: str, x, labels, method: str, penalty=None):
-    """One update of ``part``'s parameters on ``mean(BCE(logits, labels))`` (plus added losses and
-    ``penalty(params)``), where ``method`` maps ``x`` to one logit per row; returns ``(state, loss)``."""
+def _update(state, part: str, passes, method: str, penalty=None):
+    """One update of ``part``'s parameters on the mean over ``passes = ((x, labels), ...)`` of
+    ``mean(BCE(logits, labels)) + added losses`` (plus ``penalty(params)``), where ``method``
+    maps ``x`` to one logit per row. Each pass is its own forward pass: batch statistics are
+    computed per pass and their moving averages updated pass after pass. Returns ``(state, loss)``."""
     def loss_fn(params):
-        out = apply(state, x, {**state.params, part: params}, method=method, rng=step_rng(state, part))
-        logits = out.outputs.reshape(labels.shape)
-        loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)) + out.added_loss
-        return loss + (0.0 if penalty is None else penalty(params)), out.model_state
+        model_state, losses, rng = state.model_state, [], step_rng(state, part)
+        for i, (x, labels) in enumerate(passes):
+            out = apply(state.replace(model_state=model_state), x, {**state.params, part: params}, method=method,
+                        rng=jax.random.fold_in(rng, i) if i else rng)
+            bce = optax.sigmoid_binary_cross_entropy(out.outputs.reshape(labels.shape), labels)
+            losses.append(jnp.mean(bce) + out.added_loss)
+            model_state = _with_part(model_state, out.model_state, part)
+        loss = sum(losses) / len(losses)
+        return loss + (0.0 if penalty is None else penalty(params)), model_state
 
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params[part])
-    state = state.apply_gradients(grads, part=part)
-    return state.replace(model_state=_with_part(state.model_state, updates, part)), loss
+    (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params[part])
+    return state.apply_gradients(grads, part=part).replace(model_state=model_state), loss
 
 
 def _with_part(model_state: dict, updates: dict, part: str) -> dict:
