@@ -8,9 +8,10 @@ CNN: Conv2D(32, 3, relu) -> AvgPool(2) -> Conv2D(64, 3, relu) -> AvgPool(2) -> F
 Each contender runs in its own process (XLA_FLAGS is read once per process), once
 with the default environment and once with XLA's YNNPACK fusion turned off
 (``--xla_cpu_experimental_ynn_fusion_type=``), the best setting measured for the
-others on CPU. Prints first-epoch time (compile included), median steady epoch
-(with min-max), test accuracy, and dlkit's ratios. ``--tiny`` times a 784-32-10 MLP
-where per-step dispatch dominates.
+others on CPU. Process r of each contender is seeded with r. Prints first-epoch time
+(compile included), median steady epoch (with min-max), test accuracy (mean over the
+seeds), and dlkit's ratios. ``--tiny`` times a 784-32-10 MLP where per-step dispatch
+dominates.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def data(flat: bool):
     return x_train, y_train, x_test, y_test
 
 
-def run_dlkit(epochs: int, tiny: bool):
+def run_dlkit(epochs: int, tiny: bool, seed: int):
     import dlkit
     from dlkit import layers
     x_train, y_train, x_test, y_test = data(tiny)
@@ -46,7 +47,8 @@ def run_dlkit(epochs: int, tiny: bool):
             layers.Conv2D(64, 3, activation="relu"), layers.AveragePooling2D(2), layers.Flatten(),
             layers.Dense(256, activation="relu"), layers.Dense(10)])
     trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.1, momentum=0.9),
-                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                            seed=seed)
     times, began = [], []
     timer = dlkit.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: began.append(time.perf_counter()),
@@ -55,7 +57,7 @@ def run_dlkit(epochs: int, tiny: bool):
     return times, trainer.evaluate(x_test, y_test, batch_size=500, verbose=0)[1]
 
 
-def flax_loop(model, tx, x_train, y_train, x_test, y_test, epochs: int):
+def flax_loop(model, tx, x_train, y_train, x_test, y_test, epochs: int, seed: int):
     """The hand-written Flax+Optax loop: one jitted step per batch, data on the device, the batch
     gathered by index. Returns the epoch times and the test accuracy."""
     import jax
@@ -63,7 +65,7 @@ def flax_loop(model, tx, x_train, y_train, x_test, y_test, epochs: int):
     import numpy as np
     import optax
 
-    params = model.init(jax.random.key(0), x_train[:1])["params"]
+    params = model.init(jax.random.key(seed), x_train[:1])["params"]
     opt_state = tx.init(params)
     x_dev, y_dev = jax.device_put(x_train), jax.device_put(y_train)
 
@@ -80,7 +82,7 @@ def flax_loop(model, tx, x_train, y_train, x_test, y_test, epochs: int):
     def accuracy(params, x, y):
         return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
 
-    rng, times = np.random.default_rng(0), []
+    rng, times = np.random.default_rng(seed), []
     for _ in range(epochs):
         began = time.perf_counter()
         perm = rng.permutation(len(x_train))
@@ -91,7 +93,7 @@ def flax_loop(model, tx, x_train, y_train, x_test, y_test, epochs: int):
     return times, float(accuracy(params, x_test, y_test))
 
 
-def run_flax(epochs: int, tiny: bool):
+def run_flax(epochs: int, tiny: bool, seed: int):
     import flax.linen as nn
     import optax
     x_train, y_train, x_test, y_test = data(tiny)
@@ -106,12 +108,13 @@ def run_flax(epochs: int, tiny: bool):
             x = nn.relu(nn.Dense(32 if tiny else 256)(x))
             return nn.Dense(10)(x)
 
-    return flax_loop(CNN(), optax.sgd(0.1, momentum=0.9), x_train, y_train, x_test, y_test, epochs)
+    return flax_loop(CNN(), optax.sgd(0.1, momentum=0.9), x_train, y_train, x_test, y_test, epochs, seed)
 
 
-def run_keras(epochs: int, tiny: bool):
+def run_keras(epochs: int, tiny: bool, seed: int):
     os.environ["KERAS_BACKEND"] = "jax"
     import keras
+    keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = data(tiny)
     if tiny:
         body = [keras.Input((784,)), keras.layers.Dense(32, activation="relu")]
@@ -138,8 +141,8 @@ def run_keras(epochs: int, tiny: bool):
 RUNNERS = {"dlkit": run_dlkit, "flax": run_flax, "keras": run_keras}
 
 
-def worker(name: str, epochs: int, tiny: bool) -> None:
-    times, accuracy = RUNNERS[name](epochs, tiny)
+def worker(name: str, epochs: int, tiny: bool, seed: int) -> None:
+    times, accuracy = RUNNERS[name](epochs, tiny, seed)
     print(json.dumps({"times": times, "accuracy": float(accuracy)}))
 
 
@@ -161,23 +164,23 @@ def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()
     import importlib.util
     names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
     runs: dict = {}
-    for _ in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
+    for seed in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
         for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
             for name in names:
-                result = spawn(script, name, flags, epochs, list(extra))
+                result = spawn(script, name, flags, epochs, [*extra, "--seed", str(seed)])
                 if result:
                     runs.setdefault((name, env_name), []).append(result)
     steps = -(-8000 // BATCH)
     print(f"{title}: {repeats} processes x {epochs} epochs of {steps} steps "
-          f"per contender; first = median first epoch (compile included); steady = median of every later epoch, "
-          f"spread = min-max of the per-process medians")
+          f"per contender (process r uses seed r); first = median first epoch (compile included); steady = median "
+          f"of every later epoch, spread = min-max of the per-process medians, test acc = mean over the seeds")
     print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} {'test acc':>9}")
     summary = {}
     for (name, env_name), results in runs.items():
         first = statistics.median(r["times"][0] for r in results)
         steady = statistics.median(t for r in results for t in r["times"][1:])
         per_process = [statistics.median(r["times"][1:]) for r in results]
-        accuracy = statistics.median(r["accuracy"] for r in results)
+        accuracy = statistics.mean(r["accuracy"] for r in results)
         summary[(name, env_name)] = (first, steady)
         print(f"{name:<8} {env_name:<8} {first:>8.2f} {steady:>9.3f} {min(per_process):>5.2f}-{max(per_process):<6.2f}"
               f" {1000 * steady / steps:>8.2f} {accuracy:>9.4f}")
@@ -198,9 +201,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.epochs, args.tiny)
+        return worker(args.worker, args.epochs, args.tiny, args.seed)
     compare(os.path.abspath(__file__), "tiny MLP" if args.tiny else "CNN", args.epochs, args.repeats,
             ["--tiny"] if args.tiny else [])
 

@@ -8,8 +8,9 @@ Adam(1e-3); from-logits sparse cross-entropy. Flax uses ``nn.RNN(nn.OptimizedLST
 over a jitted step with the data on the device. Same protocol and table as
 ``scripts/bench_cnn.py`` (whose data loader and constants are imported): one
 process per contender, default XLA environment and YNNPACK fusion off,
-interleaved repeats; prints first-epoch time (compile included), median steady
-epoch (with min-max of the per-process medians), test accuracy, and dlkit's ratios.
+interleaved repeats, process r seeded with r; prints first-epoch time (compile
+included), median steady epoch (with min-max of the per-process medians), test
+accuracy (mean over the seeds), and dlkit's ratios.
 """
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ def data():
     return x_train.reshape(-1, 28, 28), y_train, x_test.reshape(-1, 28, 28), y_test
 
 
-def run_dlkit(epochs: int):
+def run_dlkit(epochs: int, seed: int):
     import dlkit
     from dlkit import layers
     x_train, y_train, x_test, y_test = data()
     model = dlkit.Sequential([dlkit.Input((28, 28)), layers.LSTM(UNITS), layers.Dense(10)])
     trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.Adam(1e-3),
-                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                            seed=seed)
     times, began = [], []
     timer = dlkit.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: began.append(time.perf_counter()),
@@ -45,7 +47,7 @@ def run_dlkit(epochs: int):
     return times, trainer.evaluate(x_test, y_test, batch_size=500, verbose=0)[1]
 
 
-def run_flax(epochs: int):
+def run_flax(epochs: int, seed: int):
     import flax.linen as nn
     import optax
     x_train, y_train, x_test, y_test = data()
@@ -56,12 +58,13 @@ def run_flax(epochs: int):
             x = nn.RNN(nn.OptimizedLSTMCell(UNITS))(x)[:, -1]
             return nn.Dense(10)(x)
 
-    return flax_loop(RowLSTM(), optax.adam(1e-3), x_train, y_train, x_test, y_test, epochs)
+    return flax_loop(RowLSTM(), optax.adam(1e-3), x_train, y_train, x_test, y_test, epochs, seed)
 
 
-def run_keras(epochs: int):
+def run_keras(epochs: int, seed: int):
     os.environ["KERAS_BACKEND"] = "jax"
     import keras
+    keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = data()
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.LSTM(UNITS), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -82,8 +85,8 @@ def run_keras(epochs: int):
 RUNNERS = {"dlkit": run_dlkit, "flax": run_flax, "keras": run_keras}
 
 
-def worker(name: str, epochs: int) -> None:
-    times, accuracy = RUNNERS[name](epochs)
+def worker(name: str, epochs: int, seed: int) -> None:
+    times, accuracy = RUNNERS[name](epochs, seed)
     print(json.dumps({"times": times, "accuracy": float(accuracy)}))
 
 
@@ -92,9 +95,10 @@ def main() -> None:
     parser.add_argument("--worker")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.epochs)
+        return worker(args.worker, args.epochs, args.seed)
     compare(os.path.abspath(__file__), "LSTM rows", args.epochs, args.repeats)
 
 
