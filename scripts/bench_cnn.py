@@ -8,9 +8,11 @@ CNN: Conv2D(32, 3, relu) -> AvgPool(2) -> Conv2D(64, 3, relu) -> AvgPool(2) -> F
 Each contender runs in its own process (XLA_FLAGS is read once per process), once
 with the default environment and once with XLA's YNNPACK fusion turned off
 (``--xla_cpu_experimental_ynn_fusion_type=``), the best setting measured for the
-others on CPU. Process r of each contender is seeded with r. Prints first-epoch time
-(compile included), median steady epoch (with min-max), test accuracy (mean over the
-seeds), and dlkit's ratios. ``--tiny`` times a 784-32-10 MLP where per-step dispatch
+others on CPU. Every process of a contender trains from its own seed (0 to repeats - 1 in
+the default environment, repeats to 2 * repeats - 1 with YNNPACK off). Prints first-epoch
+time (compile included), median steady epoch (with min-max), test accuracy (mean over
+the row's seeds, then per contender over all its seeds with the standard error), and
+dlkit's ratios. ``--tiny`` times a 784-32-10 MLP where per-step dispatch
 dominates.
 """
 from __future__ import annotations
@@ -163,30 +165,37 @@ def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()
     """Run every contender of ``script`` in both XLA environments, interleaved, and print the table."""
     import importlib.util
     names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
+    envs = (("default", ""), ("ynn off", BEST_FLAGS))
     runs: dict = {}
-    for seed in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
-        for env_name, flags in (("default", ""), ("ynn off", BEST_FLAGS)):
-            for name in names:
-                result = spawn(script, name, flags, epochs, [*extra, "--seed", str(seed)])
+    for r in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
+        for e, (env_name, flags) in enumerate(envs):
+            for name in names:  # every process of a contender trains from its own seed
+                result = spawn(script, name, flags, epochs, [*extra, "--seed", str(e * repeats + r)])
                 if result:
                     runs.setdefault((name, env_name), []).append(result)
     steps = -(-8000 // BATCH)
-    print(f"{title}: {repeats} processes x {epochs} epochs of {steps} steps "
-          f"per contender (process r uses seed r); first = median first epoch (compile included); steady = median "
-          f"of every later epoch, spread = min-max of the per-process medians, test acc = mean over the seeds")
+    print(f"{title}: {repeats} processes x {epochs} epochs of {steps} steps per contender and environment, "
+          f"seeds 0-{repeats - 1} (default env) and {repeats}-{2 * repeats - 1} (ynn off); first = median first "
+          f"epoch (compile included); steady = median of every later epoch, spread = min-max of the per-process "
+          f"medians, test acc = mean over the row's seeds")
     print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} {'test acc':>9}")
-    summary = {}
+    summary, accuracies = {}, {}
     for (name, env_name), results in runs.items():
         first = statistics.median(r["times"][0] for r in results)
         steady = statistics.median(t for r in results for t in r["times"][1:])
         per_process = [statistics.median(r["times"][1:]) for r in results]
         accuracy = statistics.mean(r["accuracy"] for r in results)
+        accuracies.setdefault(name, []).extend(r["accuracy"] for r in results)
         summary[(name, env_name)] = (first, steady)
         print(f"{name:<8} {env_name:<8} {first:>8.2f} {steady:>9.3f} {min(per_process):>5.2f}-{max(per_process):<6.2f}"
               f" {1000 * steady / steps:>8.2f} {accuracy:>9.4f}")
+    for name, values in accuracies.items():  # the accuracy does not depend on the environment: pool both
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        print(f"test accuracy {name}: mean {statistics.mean(values):.4f} +- {spread / len(values) ** 0.5:.4f} "
+              f"(standard error; sd {spread:.4f} over {len(values)} seeds)")
     if ("dlkit", "default") in summary:
         ours_first, ours_steady = summary[("dlkit", "default")]
-        for env_name in ("default", "ynn off"):
+        for env_name, _ in envs:
             others = [(v[1], v[0], n) for (n, e), v in summary.items() if e == env_name and n != "dlkit"]
             if others:
                 best_steady, _, best_name = min(others)

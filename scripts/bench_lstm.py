@@ -8,9 +8,10 @@ Adam(1e-3); from-logits sparse cross-entropy. Flax uses ``nn.RNN(nn.OptimizedLST
 over a jitted step with the data on the device. Same protocol and table as
 ``scripts/bench_cnn.py`` (whose data loader and constants are imported): one
 process per contender, default XLA environment and YNNPACK fusion off,
-interleaved repeats, process r seeded with r; prints first-epoch time (compile
-included), median steady epoch (with min-max of the per-process medians), test
-accuracy (mean over the seeds), and dlkit's ratios.
+interleaved repeats, every process from its own seed; prints first-epoch time
+(compile included), median steady epoch (with min-max of the per-process medians),
+test accuracy (per row, then per contender over all its seeds with the standard
+error), and dlkit's ratios.
 """
 from __future__ import annotations
 

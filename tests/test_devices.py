@@ -44,13 +44,28 @@ def test_eight_devices_match_one_device():
 def test_xla_options_are_gated_on_what_this_jaxlib_accepts(monkeypatch):
     from dlkit.training import devices
 
-    assert devices.default_compiler_options("cpu") in ({}, *devices._CPU_OPTIONS)
+    assert devices.default_compiler_options("cpu") in ({}, *devices._CPU_OPTIONS, *devices._CPU_OPTIONS_WITHOUT_AVX512)
     assert devices.default_compiler_options("gpu") == {}
     unknown, off = {"xla_cpu_option_no_jaxlib_has": ""}, {"xla_cpu_experimental_ynn_fusion_type": ""}
-    monkeypatch.setattr(devices, "_CPU_OPTIONS", (unknown, off))
+    monkeypatch.setattr(devices, "_cpu_candidates", lambda: (unknown, off))
     assert devices.default_compiler_options("cpu") == off  # a dropped flag falls back to the next candidate
-    monkeypatch.setattr(devices, "_CPU_OPTIONS", (unknown,))
+    monkeypatch.setattr(devices, "_cpu_candidates", lambda: (unknown,))
     assert devices.default_compiler_options("cpu") == {}  # and none accepted is not an error
+
+
+def test_xla_options_follow_the_cpu_features(monkeypatch, tmp_path):
+    from dlkit.training import devices
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\n")
+    assert devices._cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2", "fma"}
+    assert devices._cpu_flags(str(tmp_path / "missing")) is None
+    for flags, expected in (({"avx2", "fma"}, devices._CPU_OPTIONS_WITHOUT_AVX512),
+                            ({"avx2", "avx512f"}, devices._CPU_OPTIONS),
+                            (None, devices._CPU_OPTIONS)):  # unknown CPU (not Linux): YNNPACK for dots
+        monkeypatch.setattr(devices, "_cpu_flags", lambda flags=flags: flags)
+        assert devices._cpu_candidates() == expected
+    assert devices._CPU_OPTIONS_WITHOUT_AVX512[0]["xla_cpu_experimental_ynn_fusion_type"] == ""
 
 
 def test_importing_dlkit_changes_no_global_jax_setting():

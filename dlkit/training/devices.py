@@ -18,17 +18,39 @@ BATCH_AXIS = "batch"
 
 # On the CPU, XLA's default YNNPACK fusion runs standalone VALID convolutions
 # several times slower than its classic path (measured: ~33 vs ~164 GFLOP/s on
-# Zen 4; the MNIST CNN's training epoch 2.1 s -> 0.75 s), while its matmuls are
-# faster (an LSTM's training epoch 12% faster than with YNNPACK off). So dlkit
-# keeps YNNPACK for single dots only, where a jaxlib lacks that type turns it
-# off, and does so for its training programs only (YNNPACK off made the CNN's
-# inference forward pass ~4x slower), per executable, never globally.
-# 512-bit vectors for XLA's own loops: the LSTM epoch 8% faster again on Zen 4,
-# the CNN unchanged; a CPU without them keeps its widest.
+# Zen 4; the MNIST CNN's training epoch 2.1 s -> 0.75 s), while on a CPU with
+# AVX-512 its matmuls are faster (Zen 4: an LSTM's training epoch 12% faster than
+# with YNNPACK off). So there dlkit keeps YNNPACK for single dots only, where a
+# jaxlib lacks that type turns it off, and does so for its training programs only
+# (YNNPACK off made the CNN's inference forward pass ~4x slower), per executable,
+# never globally. 512-bit vectors for XLA's own loops: the LSTM epoch 8% faster
+# again on Zen 4, the CNN unchanged. On a CPU with AVX2 but no AVX-512 (Zen 3)
+# YNNPACK's matmuls are the slower ones (the LSTM's 128x156x512 step matmul 268 vs
+# 194 us; its training epoch 4% slower, the CNN's the same), so YNNPACK is off.
 # ``Trainer(compiler_options={})`` keeps XLA's defaults.
 _CPU_OPTIONS = ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
                  "xla_cpu_prefer_vector_width": "512"},
                 {"xla_cpu_experimental_ynn_fusion_type": ""})
+_CPU_OPTIONS_WITHOUT_AVX512 = ({"xla_cpu_experimental_ynn_fusion_type": ""},)
+
+
+def _cpu_flags(path: str = "/proc/cpuinfo") -> Optional[set]:
+    """The host CPU's feature flags (Linux), or ``None`` where they cannot be read."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_candidates() -> tuple:
+    flags = _cpu_flags()
+    if flags is not None and "avx2" in flags and "avx512f" not in flags:
+        return _CPU_OPTIONS_WITHOUT_AVX512
+    return _CPU_OPTIONS
 
 
 def make_mesh(devices: Optional[list] = None) -> Mesh:
@@ -57,7 +79,7 @@ def _accepted(backend: str, items: tuple) -> bool:
 
 def default_compiler_options(backend: str) -> dict:
     """dlkit's per-backend XLA options: the first candidate this jaxlib accepts, else none."""
-    for options in _CPU_OPTIONS if backend == "cpu" else ():
+    for options in _cpu_candidates() if backend == "cpu" else ():
         items = tuple(sorted(options.items()))
         if _accepted(backend, items):
             return dict(items)
