@@ -34,13 +34,14 @@ _CPU_OPTIONS = ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_IN
 _CPU_OPTIONS_WITHOUT_AVX512 = ({"xla_cpu_experimental_ynn_fusion_type": ""},)
 
 
-def _cpu_flags(path: str = "/proc/cpuinfo") -> Optional[set]:
-    """The host CPU's feature flags (Linux), or ``None`` where they cannot be read."""
+@functools.lru_cache(maxsize=None)
+def _cpu_flags(path: str = "/proc/cpuinfo") -> Optional[frozenset]:
+    """The host CPU's feature flags (Linux), or ``None`` where they cannot be read. Read once per path."""
     try:
         with open(path) as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
     return None
