@@ -83,12 +83,12 @@ def np_rnn(kind, x, weights, mask=None, go_backwards=False, zero_output_for_mask
 GATES = {"simple_rnn": 1, "lstm": 4, "gru_after": 3, "gru_before": 3}
 
 
-def make_layer(kind, **kwargs):
+def make_layer(kind, units=U, **kwargs):
     if kind == "simple_rnn":
-        return layers.SimpleRNN(U, **kwargs)
+        return layers.SimpleRNN(units, **kwargs)
     if kind == "lstm":
-        return layers.LSTM(U, **kwargs)
-    return layers.GRU(U, reset_after=kind == "gru_after", **kwargs)
+        return layers.LSTM(units, **kwargs)
+    return layers.GRU(units, reset_after=kind == "gru_after", **kwargs)
 
 
 def random_weights(kind, features=D, units=U):
@@ -209,10 +209,24 @@ def test_weights_have_keras_names_and_shapes(kind):
     assert list(params) == ["kernel", "recurrent_kernel", "bias"]
     assert {n: p.shape for n, p in params.items()} == {"kernel": (D, k), "recurrent_kernel": (U, k),
                                                         "bias": bias_shape}
-    # recurrent_initializer='orthogonal': U^T U = I for the square (units, units) SimpleRNN kernel,
-    # orthonormal rows for the wide (units, k * units) ones.
-    rec = np.asarray(params["recurrent_kernel"])
-    np.testing.assert_allclose(rec @ rec.T, np.eye(U), atol=1e-5)
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_initializers_draw_each_gate_block_on_its_own(kind):
+    # recurrent_initializer='orthogonal': each (units, units) gate block B has B^T B = I (Keras' one
+    # whole-matrix draw would give 0 to 0.86 singular values per block); kernel_initializer=
+    # 'glorot_uniform' with the block's fans, bound sqrt(6 / (features + units)), different draws per gate.
+    units, features, gates = 32, 24, GATES[kind]
+    params = make_layer(kind, units=units).init(jax.random.key(0), jnp.zeros((2, T, features)))["params"]
+    rec, kernel = np.asarray(params["recurrent_kernel"]), np.asarray(params["kernel"])
+    bound = np.sqrt(6.0 / (features + units))
+    for g in range(gates):
+        block = rec[:, g * units:(g + 1) * units]
+        np.testing.assert_allclose(block.T @ block, np.eye(units), atol=1e-5)
+        w = kernel[:, g * units:(g + 1) * units]
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+        assert abs(w.std() - bound / np.sqrt(3.0)) < 0.1 * bound / np.sqrt(3.0)
+    if gates > 1:
+        assert not np.allclose(rec[:, :units], rec[:, units:2 * units])
 
 
 def test_lstm_unit_forget_bias_and_use_bias_false():

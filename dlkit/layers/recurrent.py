@@ -4,7 +4,8 @@ Inputs are batch-major, ``(batch, time, features)``. Weights are Keras' own:
 ``kernel`` ``(features, k * units)``, ``recurrent_kernel`` ``(units, k * units)``
 and ``bias`` ``(k * units,)`` (``(2, 3 * units)`` for ``GRU(reset_after=True)``),
 the ``k`` gate blocks side by side in Keras' order (LSTM ``i, f, c, o``; GRU
-``z, r, h``), so ``set_weights`` between Keras and dlkit needs no reshuffling.
+``z, r, h``), so ``set_weights`` between Keras and dlkit needs no reshuffling. One departure:
+the initializers draw each gate block on its own (``_per_gate``), where Keras draws whole matrices.
 
 How a call runs: one ``jax.lax.scan`` over time with a hand-written backward
 pass (``dlkit/layers/recurrence.py``). Step ``t`` computes
@@ -48,6 +49,23 @@ def _dropout_mask(module: nn.Module, rate: float, shape: tuple):
     return keep.astype(jnp.float32) / (1.0 - rate)
 
 
+def _per_gate(identifier, gates: int):
+    """The initializer ``identifier`` drawn once per gate block: ``(rows, gates * units)`` as ``gates``
+    independent ``(rows, units)`` draws side by side (Flax's and cuDNN-era practice). Keras draws the
+    whole matrix at once, so each gate's block of its orthogonal ``recurrent_kernel`` has singular
+    values from 0 to 0.86 rather than all 1; on MNIST rows the per-gate draw trains to 0.954 test
+    accuracy against 0.943 (README, 6 seeds each)."""
+    init = initializers.get(identifier)
+    if gates == 1:
+        return init
+
+    def draw(key, shape, dtype=jnp.float32):
+        rows, width = shape
+        return jnp.concatenate([init(k, (rows, width // gates), dtype) for k in jax.random.split(key, gates)],
+                               axis=1)
+    return draw
+
+
 class _RNN(Layer):
     """The loop shared by SimpleRNN, LSTM and GRU. Subclasses declare Keras' fields
     (in Keras' positional order) and implement ``_step``. The helpers are ``nn.nowrap``:
@@ -69,8 +87,9 @@ class _RNN(Layer):
     @nn.nowrap
     def _weights(self, input_dim: int):
         width = self.gates * self.units
-        kernel = self.param("kernel", initializers.get(self.kernel_initializer), (input_dim, width), jnp.float32)
-        recurrent = self.param("recurrent_kernel", initializers.get(self.recurrent_initializer),
+        kernel = self.param("kernel", _per_gate(self.kernel_initializer, self.gates), (input_dim, width),
+                            jnp.float32)
+        recurrent = self.param("recurrent_kernel", _per_gate(self.recurrent_initializer, self.gates),
                                (self.units, width), jnp.float32)
         bias = self.param("bias", self._bias_initializer(), self._bias_shape(), jnp.float32) if self.use_bias else None
         for regularizer, value in ((self.kernel_regularizer, kernel), (self.recurrent_regularizer, recurrent),
