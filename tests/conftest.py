@@ -1,9 +1,33 @@
 import importlib.util
+import os
 import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 from sklearn import datasets as skdatasets
+
+
+_CACHE_VARIABLE = "DLKIT_TEST_JAX_CACHE"
+
+
+def pytest_configure(config):
+    """One JAX compilation cache per test run, shared by the pytest-xdist workers (they inherit the
+    variable from the controller): a program that several tests compile (the same model, the same
+    step) compiles once. On 2 cores: 587 s and 18.2 CPU-minutes against 705 s and 21.9 without."""
+    import jax
+    if _CACHE_VARIABLE not in os.environ:
+        config.dlkit_made_cache = os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="dlkit-test-jax-cache-")
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_VARIABLE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_unconfigure(config):
+    made = getattr(config, "dlkit_made_cache", None)  # only the process that made it, after every worker
+    if made:
+        os.environ.pop(_CACHE_VARIABLE, None)
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
