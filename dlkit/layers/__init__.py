@@ -14,7 +14,8 @@ from dlkit.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, M
 from dlkit.layers.attention import (LayerNormalization, MultiHeadAttention, PositionalEmbedding,
                                     TransformerDecoder, TransformerEncoder)
 from dlkit.layers.embedding import Embedding
-from dlkit.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from dlkit.layers.bidirectional import Bidirectional
+from dlkit.layers.recurrent import GRU, LSTM, SimpleRNN
 from dlkit.models.sequential import Input
 
 Convolution2D = Conv2D
