@@ -51,10 +51,10 @@ def _dropout_mask(module: nn.Module, rate: float, shape: tuple):
 
 def _per_gate(identifier, gates: int):
     """The initializer ``identifier`` drawn once per gate block: ``(rows, gates * units)`` as ``gates``
-    independent ``(rows, units)`` draws side by side (Flax's and cuDNN-era practice). Keras draws the
-    whole matrix at once, so each gate's block of its orthogonal ``recurrent_kernel`` has singular
-    values from 0 to 0.86 rather than all 1; on MNIST rows the per-gate draw trains to 0.954 test
-    accuracy against 0.943 (README, 6 seeds each)."""
+    independent ``(rows, units)`` draws side by side, as Flax's ``OptimizedLSTMCell`` draws. Keras draws
+    the whole matrix at once, so each gate's block of its orthogonal ``recurrent_kernel`` has singular
+    values from 0 to 0.86 rather than all 1. On MNIST rows, 6 epochs, 6 seeds (README): LSTM 0.954
+    test accuracy per gate against 0.943, GRU 0.948 against 0.934."""
     init = initializers.get(identifier)
     if gates == 1:
         return init
