@@ -28,12 +28,23 @@ def _digits():
 
 
 def load_digits():
-    """All 10,000 digits: ``x`` (N, 28, 28, 1) float32 in [0, 1], ``y`` (N,) int32."""
+    """All 10,000 digits of the MNIST test set (LeCun et al., 1998), read offline.
+
+    Returns:
+        ``(x, y)``: ``x`` float32 ``(10000, 28, 28, 1)`` in [0, 1], ``y`` int32 ``(10000,)`` labels 0-9.
+    """
     images, labels = _digits()
     return images.astype(np.float32) / 255.0, labels.copy()
 
 
 def split_digits(n_train: int = 8000):
-    """``(x_train, y_train), (x_test, y_test)``: the first ``n_train`` digits and the rest."""
+    """dlkit's standard split of ``load_digits()``: the first ``n_train`` digits and the rest.
+
+    Args:
+        n_train: Number of training digits (default 8000, leaving 2000 for testing).
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``, as ``load_digits`` gives them.
+    """
     x, y = load_digits()
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])

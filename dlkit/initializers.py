@@ -1,9 +1,22 @@
 """Weight initializers under their Keras names, resolved to Flax initializers.
 
-For a kernel with fan-in ``n_in`` and fan-out ``n_out``:
-``glorot_uniform`` draws from ``U(-l, l)`` with ``l = sqrt(6 / (n_in + n_out))``;
-``he_normal`` from a normal truncated at two standard deviations with std
-``sqrt(2 / n_in)``; ``lecun_normal`` likewise with std ``sqrt(1 / n_in)``.
+Each is a function ``init(key, shape, dtype=float32) -> array``. For a kernel of shape
+``(..., n_in_channels, n_out_channels)`` the fans are ``n_in = r * shape[-2]`` and
+``n_out = r * shape[-1]``, ``r`` the product of the leading (receptive-field) axes, as in Keras.
+"Truncated normal" means drawn within two standard deviations and rescaled so that its
+standard deviation is the one given:
+
+* ``glorot_uniform`` (alias ``xavier_uniform``; Glorot & Bengio, 2010), the default kernel
+  initializer: ``U(-l, l)`` with ``l = sqrt(6 / (n_in + n_out))``;
+* ``glorot_normal`` (``xavier_normal``): truncated normal, std ``sqrt(2 / (n_in + n_out))``;
+* ``he_normal`` (He et al., 2015): truncated normal, std ``sqrt(2 / n_in)``;
+* ``he_uniform``: ``U(-l, l)`` with ``l = sqrt(6 / n_in)``;
+* ``lecun_normal`` (LeCun et al., 1998): truncated normal, std ``sqrt(1 / n_in)``;
+* ``lecun_uniform``: ``U(-l, l)`` with ``l = sqrt(3 / n_in)``;
+* ``zeros`` and ``ones``: constant 0 and 1;
+* ``orthogonal`` (Saxe et al., 2014): an orthogonal matrix (below);
+* ``random_normal`` ``N(0, 0.05^2)``, ``random_uniform`` and ``uniform`` ``U(-0.05, 0.05)``: the
+  defaults of the factories of the same names.
 """
 from __future__ import annotations
 
@@ -27,18 +40,41 @@ orthogonal = _init.orthogonal()
 
 
 def constant(value: float):
-    """Every entry equals ``value``."""
+    """Keras' ``Constant``: every entry equals ``value``.
+
+    Args:
+        value: The fill value.
+
+    Returns:
+        An initializer ``(key, shape, dtype) -> array``.
+    """
     return _init.constant(value)
 
 
 def random_normal(mean: float = 0.0, stddev: float = 0.05):
-    """``N(mean, stddev**2)`` (Keras' defaults)."""
+    """Keras' ``RandomNormal``: entries drawn from ``N(mean, stddev**2)`` (Keras' defaults).
+
+    Args:
+        mean: Mean of the normal.
+        stddev: Standard deviation of the normal.
+
+    Returns:
+        An initializer ``(key, shape, dtype=float32) -> array``.
+    """
     normal = _init.normal(stddev)
     return lambda key, shape, dtype=jnp.float32: normal(key, shape, dtype) + mean
 
 
 def random_uniform(minval: float = -0.05, maxval: float = 0.05):
-    """``U(minval, maxval)`` (Keras' defaults)."""
+    """Keras' ``RandomUniform``: entries drawn from ``U(minval, maxval)`` (Keras' defaults).
+
+    Args:
+        minval: Lower bound.
+        maxval: Upper bound.
+
+    Returns:
+        An initializer ``(key, shape, dtype=float32) -> array``.
+    """
     uniform = _init.uniform(maxval - minval)
     return lambda key, shape, dtype=jnp.float32: uniform(key, shape, dtype) + minval
 
@@ -62,5 +98,16 @@ _INITIALIZERS = {
 
 
 def get(identifier):
-    """Resolve a Keras initializer name or pass a callable ``(key, shape, dtype)`` through."""
+    """Resolve a Keras initializer name or pass a callable ``(key, shape, dtype)`` through (Keras' ``initializers.get``).
+
+    Args:
+        identifier: A name from the module docstring (any case) or a callable.
+
+    Returns:
+        The initializer.
+
+    Raises:
+        ValueError: An unknown name.
+        TypeError: Neither a string nor a callable.
+    """
     return lookup("initializer", identifier, _INITIALIZERS)

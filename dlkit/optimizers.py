@@ -29,7 +29,14 @@ from dlkit._registry import lookup
 
 
 def clip_by_norm(max_norm: float) -> optax.GradientTransformation:
-    """Keras' ``clipnorm``: each gradient array is rescaled to L2 norm at most ``max_norm``."""
+    """Keras' ``clipnorm``: each gradient array ``g`` becomes ``g * min(1, max_norm / ||g||_2)``.
+
+    Args:
+        max_norm: The largest L2 norm of each array.
+
+    Returns:
+        A stateless ``optax.GradientTransformation``.
+    """
     def clip(g):
         norm = jnp.sqrt(jnp.sum(jnp.square(g)))
         return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
@@ -38,6 +45,14 @@ def clip_by_norm(max_norm: float) -> optax.GradientTransformation:
 
 
 class EmaState(NamedTuple):
+    """The state of ``ema_weights``.
+
+    Args:
+        inner: The wrapped transformation's state.
+        average: The moving average of the weights (a pytree like ``params``).
+        count: The number of updates so far (int32 scalar).
+    """
+
     inner: Any
     average: Any
     count: jax.Array
@@ -45,7 +60,24 @@ class EmaState(NamedTuple):
 
 def ema_weights(inner: optax.GradientTransformation, momentum: float = 0.99,
                 overwrite_frequency: Optional[int] = None) -> optax.GradientTransformation:
-    """``inner`` plus Keras' ``use_ema``: the state keeps a moving average of the updated weights."""
+    """``inner`` plus Keras' ``use_ema``: the state keeps a moving average of the updated weights.
+
+    After each update ``average = momentum * average + (1 - momentum) * weights``
+    (``average = weights`` after the first); every ``overwrite_frequency`` updates the
+    update is changed so that the weights become ``average``.
+
+    Args:
+        inner: The transformation whose updated weights are averaged.
+        momentum: Keras' ``ema_momentum``, in ``[0, 1]``.
+        overwrite_frequency: Keras' ``ema_overwrite_frequency``, an int ``>= 1``, or ``None`` (never).
+
+    Returns:
+        An ``optax.GradientTransformation`` with an ``EmaState``; its ``update`` needs ``params``.
+
+    Raises:
+        ValueError: ``momentum`` or ``overwrite_frequency`` is out of range (and, at update time,
+            ``params`` is missing).
+    """
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1], got {momentum}.")
     if overwrite_frequency is not None and (not isinstance(overwrite_frequency, int) or overwrite_frequency < 1):
@@ -71,7 +103,16 @@ def ema_weights(inner: optax.GradientTransformation, momentum: float = 0.99,
 
 def averaged_weights(tx, opt_state, params):
     """``params`` with every weight that a ``use_ema`` optimizer averages replaced by its average
-    (``params`` itself when there is none): Keras' ``finalize_variable_values``."""
+    (``params`` itself when there is none): Keras' ``finalize_variable_values``.
+
+    Args:
+        tx: The optimizer, or a dict ``{group: optimizer}``.
+        opt_state: Its state (a dict of states for a dict of optimizers).
+        params: The parameters (a dict of groups for a dict of optimizers).
+
+    Returns:
+        The parameters with averaged values where an ``EmaState`` holds them (frozen weights kept).
+    """
     if isinstance(tx, Mapping):
         return {part: averaged_weights(tx[part], opt_state[part], params[part]) for part in params}
     found = _find(opt_state, EmaState)
@@ -114,42 +155,161 @@ def _wrap(inner, clipnorm: Optional[float] = None, clipvalue: Optional[float] = 
 
 
 def SGD(learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False, **options):  # noqa: N802
-    """``v = momentum * v + g; w -= lr * v`` (Keras' default lr 0.01)."""
+    """Keras' ``SGD``: ``v = momentum * v + g; w -= lr * v`` (Nesterov: ``w -= lr * (g + momentum * v)``).
+
+    With ``momentum == 0`` plain gradient descent, ``w -= lr * g``. Nesterov momentum as in
+    Sutskever et al. (2013).
+
+    Args:
+        learning_rate: A float or an optax schedule ``step -> lr`` (Keras' default 0.01).
+        momentum: Momentum ``>= 0``.
+        nesterov: Use Nesterov momentum.
+        **options: Keras' ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency`` (module docstring).
+
+    Returns:
+        An ``optax.GradientTransformation`` with the learning rate in its state.
+
+    Raises:
+        TypeError: An unknown keyword argument.
+        ValueError: Both ``clipnorm`` and ``global_clipnorm``, or a bad EMA setting.
+    """
     return _build(optax.sgd, options,
                   learning_rate=learning_rate, momentum=momentum or None, nesterov=nesterov)
 
 
 def Adam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
          **options):
-    """Adam with Keras' defaults."""
+    """Keras' ``Adam`` (Kingma & Ba, 2015), as ``optax.adam``::
+
+        m = beta_1 * m + (1 - beta_1) * g,    v = beta_2 * v + (1 - beta_2) * g**2
+        m_hat = m / (1 - beta_1**t),          v_hat = v / (1 - beta_2**t)
+        w -= lr * m_hat / (sqrt(v_hat) + epsilon)
+
+    (Keras adds ``epsilon`` to ``sqrt(v)`` before the bias correction; the two agree up to
+    ``epsilon``'s scale.)
+
+    Args:
+        learning_rate: A float or an optax schedule ``step -> lr`` (Keras' default 0.001).
+        beta_1: Decay of the first-moment estimate ``m``.
+        beta_2: Decay of the second-moment estimate ``v``.
+        epsilon: Added to the denominator (Keras' default 1e-7).
+        **options: Keras' ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency`` (module docstring).
+
+    Returns:
+        An ``optax.GradientTransformation`` with the learning rate in its state.
+
+    Raises:
+        TypeError: An unknown keyword argument.
+        ValueError: Both ``clipnorm`` and ``global_clipnorm``, or a bad EMA setting.
+    """
     return _build(optax.adam, options,
                   learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
 
 
 def AdamW(learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9, beta_2: float = 0.999,  # noqa: N802
           epsilon: float = 1e-7, **options):
-    """Adam with decoupled weight decay, Keras' defaults."""
+    """Keras' ``AdamW``: Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``optax.adamw``:
+    ``w -= lr * (m_hat / (sqrt(v_hat) + epsilon) + weight_decay * w)``, ``m_hat``/``v_hat`` as in ``Adam``.
+
+    Every weight is decayed (biases and normalization scales too).
+
+    Args:
+        learning_rate: A float or an optax schedule ``step -> lr`` (Keras' default 0.001).
+        weight_decay: The decay coefficient (Keras' default 0.004).
+        beta_1: Decay of the first-moment estimate.
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Added to the denominator (Keras' default 1e-7).
+        **options: Keras' ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency`` (module docstring).
+
+    Returns:
+        An ``optax.GradientTransformation`` with the learning rate in its state.
+
+    Raises:
+        TypeError: An unknown keyword argument.
+        ValueError: Both ``clipnorm`` and ``global_clipnorm``, or a bad EMA setting.
+    """
     return _build(optax.adamw, options,
                   learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon, weight_decay=weight_decay)
 
 
 def RMSprop(learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,  # noqa: N802
             centered: bool = False, **options):
-    """RMSprop with Keras' defaults."""
+    """Keras' ``RMSprop`` (Tieleman & Hinton, 2012), as ``optax.rmsprop``::
+
+        v = rho * v + (1 - rho) * g**2                     (v starts at 0)
+        step = lr * g / sqrt(v + epsilon)                  (centered: sqrt(v - mean_g**2 + epsilon),
+                                                            mean_g = rho * mean_g + (1 - rho) * g)
+        w -= step, or with momentum: m = momentum * m + step; w -= m
+
+    Args:
+        learning_rate: A float or an optax schedule ``step -> lr`` (Keras' default 0.001).
+        rho: Decay of the squared-gradient average ``v``.
+        momentum: Momentum ``>= 0`` (0: none).
+        epsilon: Added under the square root (Keras' default 1e-7).
+        centered: Divide by the estimated standard deviation of ``g`` instead of its RMS.
+        **options: Keras' ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency`` (module docstring).
+
+    Returns:
+        An ``optax.GradientTransformation`` with the learning rate in its state.
+
+    Raises:
+        TypeError: An unknown keyword argument.
+        ValueError: Both ``clipnorm`` and ``global_clipnorm``, or a bad EMA setting.
+    """
     return _build(optax.rmsprop, options,
                   learning_rate=learning_rate, decay=rho, eps=epsilon, momentum=momentum or None, centered=centered)
 
 
 def Adagrad(learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,  # noqa: N802
             **options):
-    """Adagrad with Keras' defaults."""
+    """Keras' ``Adagrad`` (Duchi et al., 2011), as ``optax.adagrad``:
+    ``a = a + g**2`` (``a`` starts at ``initial_accumulator_value``), ``w -= lr * g / sqrt(a + epsilon)``.
+
+    Args:
+        learning_rate: A float or an optax schedule ``step -> lr`` (Keras' default 0.001).
+        initial_accumulator_value: The starting value of ``a``.
+        epsilon: Added under the square root (Keras' default 1e-7).
+        **options: Keras' ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency`` (module docstring).
+
+    Returns:
+        An ``optax.GradientTransformation`` with the learning rate in its state.
+
+    Raises:
+        TypeError: An unknown keyword argument.
+        ValueError: Both ``clipnorm`` and ``global_clipnorm``, or a bad EMA setting.
+    """
     return _build(optax.adagrad, options, learning_rate=learning_rate,
                   initial_accumulator_value=initial_accumulator_value, eps=epsilon)
 
 
 def Nadam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
           **options):
-    """Adam with Nesterov momentum, Keras' defaults."""
+    """Keras' ``Nadam``: Adam with Nesterov momentum (Dozat, 2016), as ``optax.nadam``.
+
+    ``Adam``'s update with ``m_hat = beta_1 * m / (1 - beta_1**(t+1)) + (1 - beta_1) * g / (1 - beta_1**t)``.
+    Keras' Nadam also decays ``beta_1`` by Dozat's schedule ``beta_1 * (1 - 0.5 * 0.96**t)``; this one
+    keeps it constant.
+
+    Args:
+        learning_rate: A float or an optax schedule ``step -> lr`` (Keras' default 0.001).
+        beta_1: Decay of the first-moment estimate.
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Added to the denominator (Keras' default 1e-7).
+        **options: Keras' ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency`` (module docstring).
+
+    Returns:
+        An ``optax.GradientTransformation`` with the learning rate in its state.
+
+    Raises:
+        TypeError: An unknown keyword argument.
+        ValueError: Both ``clipnorm`` and ``global_clipnorm``, or a bad EMA setting.
+    """
     return _build(optax.nadam, options,
                   learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
 
@@ -169,6 +329,17 @@ def get(identifier):
 
     A dict ``{group: optimizer}`` gives each top-level parameter group (a GAN's
     ``'generator'`` and ``'discriminator'``) its own optimizer and state.
+
+    Args:
+        identifier: ``'sgd'``, ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``, ``'nadam'`` (any
+            case), an ``optax.GradientTransformation``, or a dict of these.
+
+    Returns:
+        The transformation (a dict of them for a dict).
+
+    Raises:
+        ValueError: An unknown name.
+        TypeError: Anything else.
     """
     if isinstance(identifier, dict):
         return {part: get(each) for part, each in identifier.items()}
@@ -205,13 +376,28 @@ def _with_hyperparams(opt_state, replace=None):
 
 
 def learning_rate_of(opt_state):
-    """The current learning rate held in an ``inject_hyperparams`` state, or None."""
+    """The current learning rate held in an ``inject_hyperparams`` state, or None.
+
+    Args:
+        opt_state: An optimizer state (chains, masks and multi-transforms are searched).
+
+    Returns:
+        The first ``learning_rate`` hyperparameter found (an array), or ``None``.
+    """
     found, _ = _with_hyperparams(opt_state)
     return None if found is None else found.hyperparams.get("learning_rate")
 
 
 def with_learning_rate(opt_state, value):
-    """``opt_state`` with its learning rate set to ``value`` (same dtype and placement)."""
+    """``opt_state`` with its learning rate set to ``value`` (same dtype and placement).
+
+    Args:
+        opt_state: An optimizer state holding an ``inject_hyperparams`` state.
+        value: The new learning rate (a number).
+
+    Returns:
+        A new state; ``opt_state`` itself if it holds no learning rate.
+    """
     def replace(state):
         hyperparams = dict(state.hyperparams)
         old = hyperparams["learning_rate"]

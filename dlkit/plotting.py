@@ -11,7 +11,18 @@ def plot_history(history, path: str, metrics: Optional[Sequence[str]] = None) ->
     """Draw training vs validation curves of a ``History`` (or its ``.history`` dict) to a PNG.
 
     One panel per quantity (``loss``, then each metric), the training curve solid
-    and ``val_<name>`` dashed, against the epoch number. Returns ``path``.
+    and ``val_<name>`` dashed, against the epoch number.
+
+    Args:
+        history: A ``History`` (what ``fit`` returns) or its ``.history`` dict.
+        path: The PNG file to write.
+        metrics: The quantities to plot; ``None``: every key without the ``val_`` prefix.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: The history is empty, or lacks a requested quantity.
     """
     plt = _pyplot()
     logs = getattr(history, "history", history)
@@ -46,7 +57,18 @@ def _pyplot():
 
 def image_grid(images, cols: Optional[int] = None) -> np.ndarray:
     """Tile ``images`` ``(n, rows, cols[, channels])`` into one array, ``cols`` per line (default
-    about ``sqrt(n)``), blank cells after the last image."""
+    about ``sqrt(n)``), blank cells after the last image.
+
+    Args:
+        images: Array ``(n, height, width)`` or ``(n, height, width, channels)``; one channel is dropped.
+        cols: Images per line; ``None``: ``ceil(sqrt(n))``.
+
+    Returns:
+        Array ``(lines * height, cols * width[, channels])`` of ``images``' dtype, zeros in blank cells.
+
+    Raises:
+        ValueError: ``images`` has another rank or is empty.
+    """
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
@@ -64,7 +86,20 @@ def image_grid(images, cols: Optional[int] = None) -> np.ndarray:
 
 
 def plot_image_grid(images, path: str, cols: Optional[int] = None, title: Optional[str] = None) -> str:
-    """Save ``images`` (values in [0, 1]; grayscale or RGB) as one tiled PNG. Returns ``path``."""
+    """Save ``images`` (values in [0, 1]; grayscale or RGB) as one tiled PNG.
+
+    Args:
+        images: Array ``(n, height, width[, channels])``; values are clipped to [0, 1].
+        path: The PNG file to write.
+        cols: Images per line; ``None``: ``ceil(sqrt(n))``.
+        title: Optional title above the grid.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: ``images`` has another rank or is empty.
+    """
     plt = _pyplot()
     grid = image_grid(np.clip(np.asarray(images, np.float32), 0.0, 1.0), cols)
     figure = plt.figure(figsize=(grid.shape[1] / 28, grid.shape[0] / 28 + (0.4 if title else 0)))
@@ -79,7 +114,20 @@ def plot_image_grid(images, path: str, cols: Optional[int] = None, title: Option
 
 def plot_latent_space(trainer, path: str, n: int = 15, scale: float = 1.0) -> str:
     """Decode an ``n x n`` grid of codes spanning ``[-scale, scale]^2`` with a trained 2-D-latent VAE
-    (or GAN) and save the images as one PNG, ``z_1`` growing rightwards and ``z_2`` upwards."""
+    (or GAN) and save the images as one PNG, ``z_1`` growing rightwards and ``z_2`` upwards.
+
+    Args:
+        trainer: A ``Trainer`` whose model has ``latent_dim == 2`` and a ``generate`` method.
+        path: The PNG file to write.
+        n: Grid points per axis (``n * n`` images).
+        scale: The grid spans ``[-scale, scale]`` on both axes.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: The model's ``latent_dim`` is not 2.
+    """
     latent_dim = getattr(trainer.model, "latent_dim", None)
     if latent_dim != 2:
         raise ValueError(f"plot_latent_space draws a 2-D latent space; this model's latent_dim is {latent_dim}. "

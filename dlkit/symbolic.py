@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlkit.calling import accepts_training
+
 # The batch size of the dummy batch that shapes are worked out on (shown as None).
 _DUMMY_BATCH = 2
 
@@ -72,8 +74,17 @@ class SymbolicTensor:
 class Input(SymbolicTensor):
     """Keras' ``Input(shape)``: the start of a functional graph, or the first entry of a ``Sequential``.
 
-    ``shape`` is the shape of one sample (no batch axis); ``Input((28, 28, 1)).shape``
-    is ``(None, 28, 28, 1)`` as in Keras, ``.sample_shape`` is ``(28, 28, 1)``.
+    ``Input((28, 28, 1)).shape`` is ``(None, 28, 28, 1)`` as in Keras; ``.sample_shape``
+    is ``(28, 28, 1)``.
+
+    Args:
+      shape: the shape of one sample (no batch axis), an int or a tuple of ints.
+      dtype: the inputs' dtype.
+      name: the input's name (a functional model's dict inputs are keyed by it).
+      batch_size: not supported (the batch size is set by fit/predict); passing one raises.
+
+    Raises:
+      ValueError: for a missing or non-integer shape, or a batch size.
     """
 
     def __init__(self, shape: Any = None, dtype: Any = "float32", name: Optional[str] = None, *,
@@ -159,7 +170,6 @@ def call_layer(layer, inputs, *args, **kwargs):
             filled[i] = t
         (call_args, call_kwargs) = jax.tree.unflatten(treedef, filled)
         call_kwargs = dict(call_kwargs)
-        from dlkit.layers.base import accepts_training  # late: the layers import this module
         if "training" not in call_kwargs and accepts_training(layer):
             call_kwargs["training"] = False
         rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}

@@ -5,7 +5,22 @@ import numpy as np
 
 
 def to_categorical(y, num_classes=None, dtype="float32") -> np.ndarray:
-    """One-hot encode integer labels: ``(N,)`` -> ``(N, num_classes)``."""
+    """Keras' ``to_categorical``: one-hot encode integer labels, ``(N,)`` -> ``(N, num_classes)``.
+
+    ``out[..., k] = 1`` where ``y == k``; a trailing axis of size 1 is dropped first
+    (``(N, 1)`` -> ``(N, num_classes)``); higher ranks keep their axes.
+
+    Args:
+        y: Integer class labels (array-like).
+        num_classes: Number of classes; ``None``: ``max(y) + 1``.
+        dtype: The output dtype.
+
+    Returns:
+        A numpy array ``(*y.shape, num_classes)``.
+
+    Raises:
+        ValueError: A label outside ``[0, num_classes)``.
+    """
     y = np.asarray(y, dtype=np.int64).reshape(-1) if np.ndim(y) <= 1 else np.asarray(y, np.int64)
     if y.ndim > 1 and y.shape[-1] == 1:
         y = y[..., 0]
@@ -36,6 +51,25 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     Keras' valid arguments give Keras' windows. Where Keras would yield nothing (a
     window longer than the data) this raises. It also accepts ``end_index=len(data)``
     and strides of ``len(data)`` or more, which Keras refuses.
+
+    Args:
+        data: Array whose axis 0 is time.
+        targets: Array with ``targets[i]`` the target of the window starting at ``i``, or ``None``.
+        sequence_length: Steps per window.
+        sequence_stride: Steps between the starts of consecutive windows.
+        sampling_rate: Steps between consecutive entries of a window.
+        batch_size: Windows per batch; ``None``: single samples.
+        shuffle: Shuffle the windows on each pass.
+        seed: Seed of the shuffling.
+        start_index: First step windows may use (default 0).
+        end_index: Steps from here on are not used (default ``len(data)``).
+
+    Returns:
+        A ``TimeseriesDataset``.
+
+    Raises:
+        ValueError: Empty ``data``, a non-positive length/stride/rate/batch size, an index out of
+            range, a window longer than ``data[start_index:end_index]``, or ``targets`` too short.
     """
     data = np.asarray(data)
     if data.ndim == 0 or len(data) == 0:
@@ -70,6 +104,15 @@ class TimeseriesDataset:
     Re-iterable: each ``iter()`` is a new pass (a new order when shuffling). Batches are
     gathered on demand by fancy indexing, so memory holds one batch of windows at a time.
     Built by :func:`timeseries_dataset_from_array`.
+
+    Args:
+        data: The series, time on axis 0.
+        targets: The targets, indexed by window start, or ``None``.
+        starts: The windows' first steps (int array).
+        offsets: Each window's step offsets, ``arange(sequence_length) * sampling_rate``.
+        batch_size: Windows per batch, or ``None`` for single samples.
+        shuffle: Draw a new order each pass.
+        seed: Seed of the order (``numpy.random.default_rng``).
     """
 
     def __init__(self, data, targets, starts, offsets, batch_size, shuffle, seed):
@@ -79,6 +122,7 @@ class TimeseriesDataset:
 
     @property
     def num_windows(self) -> int:
+        """The number of windows per pass."""
         return len(self.starts)
 
     def __len__(self) -> int:

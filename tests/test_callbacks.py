@@ -428,3 +428,16 @@ def test_progress_off_a_terminal_prints_plain_lines_and_skips_batch_hooks(digits
     assert out.getvalue().splitlines()[:1] == ["Epoch 1/2"]
     assert out.getvalue().splitlines()[1].startswith("4/4 - ")
     assert f"loss: {history.history['loss'][1]:.4f} - accuracy: " in out.getvalue()
+
+
+def test_every_hook_gets_logs_as_in_keras(digits8x8):
+    """Keras passes ``logs`` to every hook (None before an epoch has any), so two-argument lambdas work."""
+    x, y = digits8x8[0][:128], digits8x8[1][:128]
+    seen = []
+    hooks = LambdaCallback(on_train_begin=lambda logs: seen.append(("train_begin", logs)),
+                           on_epoch_begin=lambda epoch, logs: seen.append(("epoch_begin", logs)),
+                           on_train_end=lambda logs: seen.append(("train_end", logs)))
+    trainer = dlkit.Trainer(dlkit.Sequential([dlkit.layers.Dense(10)]), loss="sparse_categorical_crossentropy")
+    history = trainer.fit(x, y, epochs=2, callbacks=[hooks], verbose=0)
+    assert seen[:3] == [("train_begin", None), ("epoch_begin", None), ("epoch_begin", None)]
+    assert seen[3] == ("train_end", {"loss": history.history["loss"][-1]})

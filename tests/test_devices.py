@@ -44,9 +44,12 @@ def test_eight_devices_match_one_device():
 def test_xla_options_are_gated_on_what_this_jaxlib_accepts(monkeypatch):
     from dlkit.training import devices
 
-    assert devices.default_compiler_options("cpu") in ({}, *devices._CPU_OPTIONS, *devices._CPU_OPTIONS_WITHOUT_AVX512)
-    assert devices.default_compiler_options("gpu") == {}
     unknown, off = {"xla_cpu_option_no_jaxlib_has": ""}, {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert not devices._accepted("cpu", tuple(unknown.items()))  # this jaxlib refuses an unknown flag
+    assert devices._accepted("cpu", tuple(off.items()))
+    accepted = [c for c in devices._cpu_candidates() if devices._accepted("cpu", tuple(sorted(c.items())))]
+    assert accepted and devices.default_compiler_options("cpu") == accepted[0]  # the first accepted candidate
+    assert devices.default_compiler_options("gpu") == {}  # no options on other backends
     monkeypatch.setattr(devices, "_cpu_candidates", lambda: (unknown, off))
     assert devices.default_compiler_options("cpu") == off  # a dropped flag falls back to the next candidate
     monkeypatch.setattr(devices, "_cpu_candidates", lambda: (unknown,))
@@ -65,7 +68,7 @@ def test_xla_options_follow_the_cpu_features(monkeypatch, tmp_path):
                             (None, devices._CPU_OPTIONS)):  # unknown CPU (not Linux): YNNPACK for dots
         monkeypatch.setattr(devices, "_cpu_flags", lambda flags=flags: flags)
         assert devices._cpu_candidates() == expected
-    assert devices._CPU_OPTIONS_WITHOUT_AVX512[0]["xla_cpu_experimental_ynn_fusion_type"] == ""
+    assert devices._CPU_OPTIONS_WITHOUT_AVX512 != devices._CPU_OPTIONS  # the two CPU kinds get different options
 
 
 def test_importing_dlkit_changes_no_global_jax_setting():

@@ -3,9 +3,11 @@
 
 A callback sees the trainer as ``self.model`` (Keras' spelling) and can stop
 training with ``self.model.stop_training = True``. Batch hooks run once per
-compiled chunk of steps (``batch`` is the index of its last step), and only
-if some callback overrides them; their ``logs`` are the epoch's running means,
-read from the device only when a callback looks at them.
+compiled chunk of steps (``batch`` is the index of its first step in
+``on_train_batch_begin``, of its last step in ``on_train_batch_end``), and only
+if some callback overrides them; the end hook's ``logs`` are the epoch's running
+means, read from the device only when a callback looks at them. There are no
+``on_test_*``/``on_predict_*`` hooks.
 """
 from __future__ import annotations
 
@@ -14,28 +16,89 @@ from typing import Callable, Optional
 
 
 class Callback:
-    """Base class; override the hooks you need."""
+    """Keras' ``Callback``: the base class of ``fit``'s hooks; override the ones you need.
+
+    Attributes:
+        model: The ``Trainer`` running ``fit`` (set by ``set_model``); ``model.stop_training = True``
+            ends training after the current epoch.
+        params: ``fit``'s ``{'epochs', 'verbose', 'steps'}`` (``steps`` per epoch; ``None`` for a
+            batch iterable), set by ``set_params``.
+    """
 
     def __init__(self):
         self.model = None
         self.params: dict = {}
 
     def set_model(self, model) -> None:
+        """Keep ``model`` (the ``Trainer``) as ``self.model``.
+
+        Args:
+            model: The trainer running ``fit``.
+        """
         self.model = model
 
     def set_params(self, params: dict) -> None:
+        """Keep ``fit``'s parameters as ``self.params``.
+
+        Args:
+            params: ``{'epochs': ..., 'verbose': ..., 'steps': ...}``.
+        """
         self.params = params
 
-    def on_train_begin(self, logs: Optional[dict] = None) -> None: ...
-    def on_train_end(self, logs: Optional[dict] = None) -> None: ...
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None: ...
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None: ...
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        """Called once when ``fit`` starts.
+
+        Args:
+            logs: Not passed by ``fit`` (``None``).
+        """
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        """Called once when ``fit`` ends, also after an error or an early stop.
+
+        Args:
+            logs: Not passed by ``fit`` (``None``).
+        """
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        """Called at the start of each epoch.
+
+        Args:
+            epoch: The 0-based epoch index.
+            logs: Not passed by ``fit`` (``None``).
+        """
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        """Called at the end of each epoch, after validation.
+
+        Args:
+            epoch: The 0-based epoch index.
+            logs: The epoch's means, e.g. ``{'loss': ..., 'accuracy': ..., 'val_loss': ...}``; a
+                callback may add entries (``learning_rate``) that later callbacks and ``History`` see.
+        """
+
+    def on_train_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None:
+        """Called before each compiled chunk of training steps.
+
+        Args:
+            batch: The 0-based index, within the epoch, of the chunk's first step.
+            logs: ``None``.
+        """
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        """Called after each compiled chunk of training steps.
+
+        Args:
+            batch: The 0-based index, within the epoch, of the chunk's last step.
+            logs: The epoch's running means so far, read from the device on first access.
+        """
 
 
 class LazyLogs(Mapping):
-    """A logs dict computed on first access (so an unread batch log costs no device sync)."""
+    """A read-only logs mapping computed on first access (so an unread batch log costs no device sync).
+
+    Args:
+        compute: ``() -> dict``, called at most once.
+    """
 
     def __init__(self, compute: Callable[[], dict]):
         self._compute, self._value = compute, None
@@ -56,7 +119,14 @@ class LazyLogs(Mapping):
 
 
 class History(Callback):
-    """Per-epoch logs: ``history.history['val_loss'][i]`` is epoch ``i``'s value."""
+    """Keras' ``History``: per-epoch logs, ``history.history['val_loss'][i]`` is epoch ``i``'s value.
+
+    ``Trainer.fit`` adds one (after the other callbacks) and returns it.
+
+    Attributes:
+        history: ``{name: [value per epoch]}``.
+        epoch: The 0-based indices of the epochs recorded.
+    """
 
     def __init__(self):
         super().__init__()
@@ -70,7 +140,21 @@ class History(Callback):
 
 
 class LambdaCallback(Callback):
-    """Build a callback from functions, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+    """Keras' ``LambdaCallback``: a callback built from functions,
+    e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``.
+
+    Each function replaces the hook of its name and is called with that hook's arguments as
+    ``fit`` passes them: ``fit`` calls ``on_train_begin()``, ``on_train_end()`` and
+    ``on_epoch_begin(epoch)`` without ``logs``, so give those functions a ``logs=None`` default.
+
+    Args:
+        on_epoch_begin: ``(epoch, logs=None)``, or ``None``.
+        on_epoch_end: ``(epoch, logs)``, or ``None``.
+        on_train_begin: ``(logs=None)``, or ``None``.
+        on_train_end: ``(logs=None)``, or ``None``.
+        on_train_batch_begin: ``(batch, logs)``, or ``None``.
+        on_train_batch_end: ``(batch, logs)``, or ``None``.
+    """
 
     def __init__(self, on_epoch_begin: Optional[Callable] = None, on_epoch_end: Optional[Callable] = None,
                  on_train_begin: Optional[Callable] = None, on_train_end: Optional[Callable] = None,
@@ -84,7 +168,13 @@ class LambdaCallback(Callback):
 
 
 class CallbackList:
-    """Calls each hook on every callback, in order."""
+    """Keras' ``CallbackList``: ``callbacks.on_<hook>(...)`` calls that hook on every callback, in order.
+
+    Args:
+        callbacks: The callbacks (an iterable, or ``None``); each gets ``set_model`` and ``set_params``.
+        model: The ``Trainer`` running ``fit``.
+        params: ``fit``'s ``{'epochs', 'verbose', 'steps'}``.
+    """
 
     def __init__(self, callbacks, model, params: dict):
         self.callbacks = list(callbacks or [])
@@ -104,8 +194,13 @@ class CallbackList:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        def call_all(*args, **kwargs):
+        # Keras passes ``logs`` to every hook, None where there are none, so a
+        # ``LambdaCallback(on_epoch_begin=lambda epoch, logs: ...)`` works.
+        arity = 1 if hook in ("on_train_begin", "on_train_end") else 2
+
+        def call_all(*args):
+            args = (*args, *(None,) * (arity - len(args)))
             for callback in self.callbacks:
-                getattr(callback, hook)(*args, **kwargs)
+                getattr(callback, hook)(*args)
 
         return call_all

@@ -8,7 +8,7 @@ from dlkit.callbacks.monitor import MonitorCallback
 
 
 class EarlyStopping(MonitorCallback):
-    """Stop training once ``monitor`` has not improved for ``patience`` epochs.
+    """Keras' ``EarlyStopping``: stop training once ``monitor`` has not improved for ``patience`` epochs.
 
     As Keras: an improvement is a change of more than ``min_delta`` in the
     ``mode`` direction ('auto': maximize accuracy-like names, minimize the rest).
@@ -17,6 +17,16 @@ class EarlyStopping(MonitorCallback):
     ``restore_best_weights=True`` the weights of the best epoch are put back at the
     end of training (whether it stopped early or ran all its epochs).
     ``stopped_epoch`` and ``best_epoch`` are 0-based.
+
+    Args:
+        monitor: The logs key to watch (default ``'val_loss'``).
+        min_delta: The smallest change that counts as an improvement.
+        patience: Epochs without improvement after which training stops.
+        verbose: If > 0, print when stopping and when restoring weights.
+        mode: ``'auto'``, ``'min'`` or ``'max'``.
+        baseline: A value the monitor must beat for the patience counter to reset; ``None``: none.
+        restore_best_weights: Put the best epoch's weights back when training ends.
+        start_from_epoch: Epochs (0-based) before this one are not watched (a warm-up).
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0, verbose: int = 0,
@@ -72,6 +82,14 @@ class EarlyStopping(MonitorCallback):
             self.model.set_weights(self.best_weights)
 
     def get_monitor_value(self, logs: Optional[dict]):
+        """``logs[monitor]``, warning when it is absent.
+
+        Args:
+            logs: An epoch's logs, or ``None``.
+
+        Returns:
+            The monitored value, or ``None`` (after a warning) if ``logs`` lacks it.
+        """
         logs = logs or {}
         value = logs.get(self.monitor)
         if value is None:

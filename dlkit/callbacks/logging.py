@@ -15,13 +15,18 @@ from dlkit.callbacks.base import Callback
 
 
 class CSVLogger(Callback):
-    """Write each epoch's logs to a CSV file, in Keras' format.
+    """Keras' ``CSVLogger``: write each epoch's logs to a CSV file, in Keras' format.
 
     The header is ``epoch`` then the first epoch's log keys, sorted; if those hold
     no ``val_`` key, ``val_<key>`` columns are added too (Keras does this so a file
     can later be appended to by a run with validation; they read ``NA``). ``epoch``
     is 0-based. ``append=True`` appends to an existing file, writing the header only
     if the file is empty.
+
+    Args:
+        filename: Path of the CSV file (``str`` or path-like).
+        separator: The column delimiter.
+        append: Append to an existing file rather than overwrite it.
     """
 
     def __init__(self, filename, separator: str = ",", append: bool = False):
@@ -88,7 +93,8 @@ _TENSORBOARD_UNSUPPORTED = {"histogram_freq": 0, "write_images": False, "profile
 
 
 class TensorBoard(Callback):
-    """Write each epoch's logs as TensorBoard scalars (with tensorboardX), laid out as Keras does.
+    """Keras' ``TensorBoard``: write each epoch's logs as TensorBoard scalars (with tensorboardX), laid
+    out as Keras does.
 
     Training values go to ``log_dir/train``, validation values to
     ``log_dir/validation`` without their ``val_`` prefix; the tags are
@@ -99,6 +105,17 @@ class TensorBoard(Callback):
     ``update_freq='epoch'`` is supported (batch values would cost a device sync per
     step); Keras' histogram, image, profiling and embedding options are not
     implemented and warn if set; ``write_graph`` is accepted and ignored.
+
+    Args:
+        log_dir: The directory of the event files (``train/`` and ``validation/`` under it).
+        histogram_freq: Not implemented; must stay 0 (else a warning).
+        write_graph: Accepted and ignored.
+        write_images: Not implemented; must stay False (else a warning).
+        write_steps_per_second: Also write ``epoch_steps_per_second``.
+        update_freq: ``'epoch'`` only (anything else warns).
+        profile_batch: Not implemented; must stay 0 (else a warning).
+        embeddings_freq: Not implemented; must stay 0 (else a warning).
+        embeddings_metadata: Not implemented; must stay ``None`` (else a warning).
     """
 
     def __init__(self, log_dir="logs", histogram_freq: int = 0, write_graph: bool = True,
@@ -176,7 +193,14 @@ def _learning_rate_or_none(model) -> Optional[float]:
 
 
 def format_logs(logs: dict) -> str:
-    """``'loss: 0.1234 - accuracy: 0.9500'``; tiny values in scientific notation, as Keras prints them."""
+    """Format logs as Keras prints them: ``'loss: 0.1234 - accuracy: 0.9500'``.
+
+    Args:
+        logs: ``{name: value}``; values below 1e-3 in magnitude (not 0) get scientific notation.
+
+    Returns:
+        The ``' - '``-joined ``'name: value'`` string.
+    """
     return " - ".join(f"{key}: {_format_value(value)}" for key, value in logs.items())
 
 
@@ -199,7 +223,7 @@ def _is_interactive(stream) -> bool:
 
 
 class ProgbarLogger(Callback):
-    """Keras' progress display for ``fit``.
+    """Keras' ``ProgbarLogger``: the progress display of ``fit``.
 
     ``verbose=1``: ``Epoch i/N``, then a tqdm bar per epoch moved by the step
     index of the batch hooks (it never reads batch ``logs``, so it forces no
@@ -216,6 +240,10 @@ class ProgbarLogger(Callback):
 
     The per-step hook is installed only when a bar is drawn, so at ``verbose=2``
     or off a terminal the loop runs no batch hooks for it.
+
+    Args:
+        verbose: 0, 1, 2, ``'auto'`` (1) or ``None`` (``fit``'s ``verbose``).
+        file: The output stream; ``None``: ``sys.stdout`` as it is when ``fit`` starts.
     """
 
     def __init__(self, verbose: Optional[int] = None, file=None):

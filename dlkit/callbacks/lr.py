@@ -24,11 +24,25 @@ def _log_learning_rate(model, logs: Optional[dict]) -> None:
 
 
 class ReduceLROnPlateau(MonitorCallback):
-    """Multiply the learning rate by ``factor`` once ``monitor`` has not improved for ``patience`` epochs.
+    """Keras' ``ReduceLROnPlateau``: ``lr <- max(lr * factor, min_lr)`` once ``monitor`` has not
+    improved for ``patience`` epochs.
 
     As Keras: an improvement is a change of more than ``min_delta`` in the ``mode``
     direction; after a reduction, ``cooldown`` epochs pass before waiting starts
     again; the rate never goes below ``min_lr``.
+
+    Args:
+        monitor: The logs key to watch (default ``'val_loss'``).
+        factor: The multiplier of the rate at each reduction, ``< 1``.
+        patience: Epochs without improvement before a reduction.
+        verbose: If > 0, print each reduction.
+        mode: ``'auto'``, ``'min'`` or ``'max'``.
+        min_delta: The smallest change that counts as an improvement.
+        cooldown: Epochs after a reduction during which no waiting is counted.
+        min_lr: The lower bound of the rate.
+
+    Raises:
+        ValueError: ``factor >= 1``.
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
@@ -53,6 +67,11 @@ class ReduceLROnPlateau(MonitorCallback):
         self._reset()
 
     def in_cooldown(self) -> bool:
+        """Whether cooldown epochs after a reduction remain.
+
+        Returns:
+            ``cooldown_counter > 0``.
+        """
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
@@ -87,10 +106,19 @@ class ReduceLROnPlateau(MonitorCallback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)``.
+    """Keras' ``LearningRateScheduler``: set the learning rate at the start of each epoch to
+    ``schedule(epoch, lr)``.
 
     ``epoch`` is 0-based and ``lr`` the current rate (a float); a ``schedule``
-    taking one argument is called as ``schedule(epoch)``, as Keras allows.
+    taking one argument is called as ``schedule(epoch)``, as Keras allows. E.g. exponential
+    decay, ``lr_e = lr_0 * 0.9 ** e``: ``LearningRateScheduler(lambda epoch, lr: lr * 0.9 if epoch else lr)``.
+
+    Args:
+        schedule: ``(epoch, lr) -> float`` or ``(epoch) -> float``.
+        verbose: If > 0, print the rate set at each epoch.
+
+    Raises:
+        ValueError: (at an epoch's start) ``schedule`` returned something other than a real number.
     """
 
     def __init__(self, schedule: Callable, verbose: int = 0):

@@ -17,6 +17,19 @@ class ModelCheckpoint(MonitorCallback):
     training resumes exactly; ``save_weights_only=True`` saves the weights alone.
     ``save_best_only=True`` saves only when ``monitor`` improves (``mode`` as in
     ``EarlyStopping``). ``save_freq`` must be ``'epoch'``.
+
+    Args:
+        filepath: Directory of the checkpoints (Keras' ``{epoch}`` templates are not filled in).
+        monitor: The logs key that ``save_best_only`` watches.
+        verbose: If truthy, print a line at each save.
+        save_best_only: Save only epochs where ``monitor`` improves (an epoch lacking it warns, is skipped).
+        save_weights_only: Save the weights alone, not the optimizer state, step and RNG.
+        mode: ``'auto'``, ``'min'`` or ``'max'``.
+        save_freq: ``'epoch'`` only.
+        initial_value_threshold: The value a first save must beat with ``save_best_only``; ``None``: any.
+
+    Raises:
+        ValueError: ``save_freq`` is not ``'epoch'``.
     """
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,

@@ -15,7 +15,15 @@ _HIGHER_IS_BETTER = ("auc", "precision", "recall", "f1_score", "fbeta_score", "r
 
 
 def auto_mode(monitor: str) -> str:
-    """``'max'`` for accuracy-like names (``acc``, ``val_accuracy``, ``auc`` ...), else ``'min'``."""
+    """``'max'`` for accuracy-like names (``acc``, ``val_accuracy``, ``auc`` ...), else ``'min'``.
+
+    Args:
+        monitor: A logs key, with or without the ``val_`` prefix.
+
+    Returns:
+        ``'max'`` if the name (less ``val_``) contains ``acc`` or one of ``auc``, ``precision``,
+        ``recall``, ``f1_score``, ``fbeta_score``, ``r2_score``, ``iou``; else ``'min'``.
+    """
     name = monitor.removeprefix("val_")
     if name == "loss":
         return "min"
@@ -25,7 +33,16 @@ def auto_mode(monitor: str) -> str:
 
 
 class MonitorCallback(Callback):
-    """A callback watching ``logs[monitor]`` in ``mode`` 'min', 'max' or 'auto'."""
+    """A callback watching ``logs[monitor]`` in ``mode`` 'min', 'max' or 'auto'.
+
+    A value improves on a reference if it is lower by more than ``min_delta`` (``'min'``) or
+    higher by more than ``min_delta`` (``'max'``); ``'auto'`` picks by name (``auto_mode``).
+
+    Args:
+        monitor: The logs key to watch.
+        mode: ``'auto'``, ``'min'`` or ``'max'``; anything else warns and falls back to ``'auto'``.
+        min_delta: The smallest change that counts as an improvement (its absolute value is used).
+    """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0.0):
         super().__init__()

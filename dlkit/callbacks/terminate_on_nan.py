@@ -8,13 +8,20 @@ from dlkit.callbacks.base import Callback
 
 
 class TerminateOnNaN(Callback):
-    """Stop training at the end of an epoch whose loss is NaN or infinite.
+    """Keras' ``TerminateOnNaN``: stop training at the end of an epoch whose loss is NaN or infinite.
 
     The check uses the epoch's ``loss`` (the mean over its batches), not each batch:
     a NaN or inf in any batch makes that mean NaN/inf too, and reading per-batch
     logs would cost a device sync per step. ``Trainer.fit`` checks
     ``stop_training`` between epochs, so the epoch that went bad finishes first.
     With ``raise_error=True`` it raises ``RuntimeError`` instead of stopping.
+    ``stopped_epoch`` is the 0-based epoch that went bad, or ``None``.
+
+    Args:
+        raise_error: Raise instead of printing a message and setting ``stop_training``.
+
+    Raises:
+        RuntimeError: With ``raise_error=True``, at the end of an epoch whose loss is not finite.
     """
 
     def __init__(self, raise_error: bool = False):

@@ -16,7 +16,7 @@ from dlkit.layers.attention import (LayerNormalization, MultiHeadAttention, Posi
 from dlkit.layers.embedding import Embedding
 from dlkit.layers.bidirectional import Bidirectional
 from dlkit.layers.recurrent import GRU, LSTM, SimpleRNN
-from dlkit.models.sequential import Input
+from dlkit.symbolic import Input
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D

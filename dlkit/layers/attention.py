@@ -24,12 +24,29 @@ _LARGE_NEGATIVE = -1e9  # Keras' value for float32 scores at masked positions
 
 
 class LayerNormalization(Layer):
-    """Normalise each sample over ``axis`` (Keras ``LayerNormalization``).
+    """Keras' ``LayerNormalization`` (Ba et al., 2016): normalise each sample over ``axis``.
 
     ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` with the (biased)
     mean and variance of ``x`` over ``axis`` (an int or a tuple of ints), per
     sample and position. ``gamma`` (ones) and ``beta`` (zeros) have the shape
-    of the normalised axes; ``scale=False``/``center=False`` drop them.
+    of the normalised axes; ``scale=False``/``center=False`` drop them. The same
+    computation in training and inference (no moving statistics).
+
+    Args:
+        axis: The axis or axes to normalise over (default the last).
+        epsilon: Added to the variance (Keras' default 1e-3).
+        center: Whether to learn the offset ``beta``.
+        scale: Whether to learn the scale ``gamma``.
+        beta_initializer: Initializer of ``beta``.
+        gamma_initializer: Initializer of ``gamma``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array of any rank.
+        training: Unused; Keras' flag.
+
+    Returns:
+        A float32 array of the shape of ``inputs``.
     """
 
     axis: Union[int, Sequence[int]] = -1
@@ -80,12 +97,20 @@ class _EinsumDense(Layer):
 
 
 def causal_mask(query_length: int, key_length: int):
-    """``(1, T_q, T_k)`` boolean lower-triangular mask: query ``i`` sees keys ``j <= i`` (Keras' convention)."""
+    """``(1, T_q, T_k)`` boolean lower-triangular mask: query ``i`` sees keys ``j <= i`` (Keras' convention).
+
+    Args:
+        query_length: ``T_q``, the number of query steps.
+        key_length: ``T_k``, the number of key steps.
+
+    Returns:
+        Boolean array ``(1, query_length, key_length)``, True where ``j <= i``.
+    """
     return (jnp.arange(query_length)[:, None] >= jnp.arange(key_length)[None, :])[None]
 
 
 class MultiHeadAttention(Layer):
-    """Multi-head scaled dot-product attention (Keras ``MultiHeadAttention``).
+    """Keras' ``MultiHeadAttention``: multi-head scaled dot-product attention (Vaswani et al., 2017).
 
     ``layer(query, value, key=None, attention_mask=None, use_causal_mask=False,
     return_attention_scores=False, training=False)`` with ``query (B, T, d_q)``,
@@ -104,6 +129,32 @@ class MultiHeadAttention(Layer):
     drops attention probabilities in training only. ``return_attention_scores``
     also returns ``A`` (before dropout), shape ``(B, heads, T, S)``.
     ``d_out = output_shape`` or, if None, ``d_q``.
+
+    Args:
+        num_heads: Number of heads.
+        key_dim: Size of each head's query and key projections.
+        value_dim: Size of each head's value projection; ``None``: ``key_dim``.
+        dropout: Dropout rate on the attention probabilities (training only).
+        use_bias: Whether the four projections have biases.
+        output_shape: ``d_out``, an int or a 1-tuple; ``None``: the query's feature size.
+        kernel_initializer: Initializer of the projection kernels (default Glorot uniform).
+        bias_initializer: Initializer of the projection biases.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        query: Array ``(B, T, d_q)``.
+        value: Array ``(B, S, d_v)``.
+        key: Array ``(B, S, d_k)``; ``None``: ``value``.
+        attention_mask: Optional boolean mask broadcastable to ``(B, T, S)`` (or ``(B, heads, T, S)``).
+        use_causal_mask: AND a lower-triangular (causal) mask into ``attention_mask``.
+        return_attention_scores: Also return the attention probabilities.
+        training: Enables ``dropout``.
+
+    Returns:
+        Array ``(B, T, d_out)``, or ``(output, scores)`` with ``scores (B, heads, T, S)``.
+
+    Raises:
+        ValueError: An input is not rank 3, or ``output_shape`` has more than one entry.
     """
 
     num_heads: int
@@ -186,13 +237,30 @@ class _Embedding(Layer):
 
 
 class PositionalEmbedding(Layer):
-    """Token embedding plus learned position embedding (Chollet, ch. 11).
+    """Chollet's ``PositionalEmbedding`` (*Deep Learning with Python*, ch. 11): token embedding
+    plus learned position embedding.
 
     For integer tokens ``x (B, T)`` with ``T <= sequence_length``:
     ``y[b, t] = E_tok[x[b, t]] + E_pos[t]``, ``E_tok: (input_dim, output_dim)``,
     ``E_pos: (sequence_length, output_dim)``. The tables live in the sub-layers
     ``token_embeddings`` and ``position_embeddings`` (each an ``embeddings`` weight,
-    as Keras' ``Embedding``). Float inputs are cast to int32.
+    as Keras' ``Embedding``, initialised ``U(-0.05, 0.05)``). Float inputs are cast to int32.
+
+    Args:
+        sequence_length: The longest sequence ``T`` the position table holds.
+        input_dim: Vocabulary size (rows of the token table).
+        output_dim: Embedding size.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Integer tokens ``(B, T)``, ``T <= sequence_length``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(B, T, output_dim)``.
+
+    Raises:
+        ValueError: The sequences are longer than ``sequence_length``.
     """
 
     sequence_length: int
@@ -232,7 +300,22 @@ class TransformerEncoder(Layer):
     ``layernorm_2``. ``dropout`` (the book's blocks have none; 0 reproduces them)
     acts on each sub-layer's output before the residual sum, in training only.
     ``mask`` (optional, ``(B, T)``, True = real token) keeps attention off padding.
-    Input and output: ``(B, T, embed_dim)``.
+    Input and output: ``(B, T, embed_dim)``. Attention: Vaswani et al. (2017).
+
+    Args:
+        embed_dim: Feature size of the inputs and outputs (and each head's ``key_dim``).
+        dense_dim: Hidden size of the feed-forward block.
+        num_heads: Number of attention heads.
+        dropout: Dropout rate on each sub-layer's output (default 0.1; 0: the book's block).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(B, T, embed_dim)``.
+        training: Enables dropout.
+        mask: Optional ``(B, T)`` booleans, True at real tokens.
+
+    Returns:
+        Array ``(B, T, embed_dim)``.
     """
 
     embed_dim: int
@@ -266,6 +349,23 @@ class TransformerDecoder(Layer):
     positions from the cross-attention. Sub-layers: ``attention_1``,
     ``attention_2``, ``dense_proj``, ``layernorm_1/2/3``; dropout as in
     ``TransformerEncoder``.
+
+    Args:
+        embed_dim: Feature size of the inputs and outputs (and each head's ``key_dim``).
+        dense_dim: Hidden size of the feed-forward block.
+        num_heads: Number of attention heads.
+        dropout: Dropout rate on each sub-layer's output (default 0.1; 0: the book's block).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Target-side array ``(B, T, embed_dim)``.
+        encoder_outputs: Source-side array ``(B, S, d)`` (the encoder's output).
+        training: Enables dropout.
+        mask: Optional ``(B, T)`` booleans, True at real target tokens.
+        encoder_mask: Optional ``(B, S)`` booleans, True at real source tokens.
+
+    Returns:
+        Array ``(B, T, embed_dim)``.
     """
 
     embed_dim: int

@@ -17,41 +17,42 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import ClassVar, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from dlkit import activations, initializers, regularizers, symbolic
+from dlkit.calling import accepts_training, call_with_training  # noqa: F401  (the layers' calling convention)
 
 LOSSES = "losses"
 
 
 def add_loss(module: nn.Module, value, name: str = "add_loss") -> None:
-    """Add a scalar term to the training loss (Keras ``layer.add_loss``); ``name`` lets a step
-    find the term again (``Applied.losses``) to log it on its own."""
+    """Keras' ``layer.add_loss``: add a scalar term to the training loss.
+
+    Args:
+      module: the (bound) module adding the term; call it from inside its ``call``.
+      value: a scalar; the step adds the sum of all terms to the loss it differentiates.
+      name: lets a step find the term again (``Applied.losses``) to log it on its own.
+    """
     module.sow(LOSSES, name, jnp.asarray(value, jnp.float32))
 
 
-def accepts_training(module: nn.Module) -> bool:
-    """Whether ``module.__call__`` takes Keras' ``training`` argument."""
-    try:
-        params = inspect.signature(type(module).__call__).parameters
-    except (TypeError, ValueError):
-        return False
-    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def call_with_training(module: nn.Module, inputs, training: bool):
-    """Call a layer, passing ``training`` only where it is accepted."""
-    if accepts_training(module):
-        return module(inputs, training=training)
-    return module(inputs)
-
-
 def as_tuple(value, n: int, what: str) -> tuple:
-    """Keras accepts ``3`` for ``(3, 3)``; check and expand an int or sequence to length n."""
+    """Keras accepts ``3`` for ``(3, 3)``: expand an int, or check a sequence, to ``n`` ints.
+
+    Args:
+      value: an int or a sequence of ints.
+      n: the length wanted.
+      what: the argument's name, for the error.
+
+    Returns:
+      A tuple of ``n`` ints.
+
+    Raises:
+      ValueError: for a sequence of another length, or of non-ints.
+    """
     if isinstance(value, int):
         return (value,) * n
     value = tuple(value)
@@ -61,15 +62,16 @@ def as_tuple(value, n: int, what: str) -> tuple:
 
 
 class Layer(nn.Module):
-    """Base class of dlkit layers: a Linen module with a Keras name.
+    """Keras' ``Layer``: the base class of dlkit layers, a Linen module with a Keras name.
 
     Subclasses implement ``call(self, inputs, training=False)`` as in Keras
     (decorated with ``nn.compact`` when they create variables). Calling a layer
     on arrays runs ``call``; calling it on a symbolic tensor (``dlkit.Input``)
     records it in a functional-API graph instead.
 
-    ``input_shape`` (without the batch dimension), as on a Keras first layer,
-    lets a model be built, and summarised, before it sees data.
+    Args:
+      input_shape: the shape of one sample (no batch axis), as on a Keras first layer, so
+        the model can be built, and summarised, before it sees data.
     """
 
     input_shape: Optional[Sequence[int]] = dataclasses.field(default=None, kw_only=True)
@@ -81,11 +83,24 @@ class Layer(nn.Module):
         return self.call(inputs, *args, **kwargs)
 
     def call(self, inputs, training: bool = False):
+        """The layer's computation, as Keras' ``call``.
+
+        Args:
+          inputs: a batch, batch axis first.
+          training: Keras' flag: dropout and batch statistics on.
+
+        Returns:
+          The layer's outputs.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement call(self, inputs, training=False).")
 
 
 class WeightedLayer(Layer):
-    """Shared machinery of Dense and Conv: kernel, bias, penalties, activation.
+    """The shared machinery of ``Dense`` and the convolutions: kernel, bias, penalties, activation,
+    ``y = activation(op(x, kernel) + bias)`` plus the regularizers' penalties added to the loss.
+
+    Args:
+      input_shape: as on ``Layer``.
 
     Subclasses declare the Keras fields ``activation, use_bias,
     kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,

@@ -28,6 +28,28 @@ class Bidirectional(Layer):
     ``[output, *forward_states, *backward_states]`` (``[y_f, y_b, *states]``
     with ``merge_mode=None``); ``initial_state`` takes the forward states then
     the backward ones.
+
+    Args:
+        layer: The ``SimpleRNN``, ``LSTM`` or ``GRU`` to wrap (with ``go_backwards=False``); it is
+            copied, not called itself.
+        merge_mode: ``'concat'``, ``'sum'``, ``'ave'``, ``'mul'`` or ``None``.
+        layer_name: Base name of the two copies; ``None`` (default): ``layer``'s ``name`` or Keras name.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, time, features)``.
+        training: Enables the wrapped layer's dropout.
+        mask: Optional ``(batch, time)`` booleans, False at padded steps, passed to both copies.
+        initial_state: Optional list of the forward states followed by the backward states.
+
+    Returns:
+        The merged output: ``(batch, time, 2 * units)`` with ``'concat'`` and ``return_sequences``
+        (``(batch, 2 * units)`` without), ``units`` for the other modes, or the list ``[y_f, y_b]``
+        with ``None``; with ``return_state``, the list described above.
+
+    Raises:
+        ValueError: ``merge_mode`` is unknown, ``layer`` is not a recurrent layer, or it has
+            ``go_backwards=True``.
     """
 
     layer: Any

@@ -1,4 +1,4 @@
-"""Convolutions over 1, 2 or 3 spatial axes, channels last (Keras ``Conv1D/2D/3D``).
+"""Convolutions over 1, 2 or 3 spatial axes, channels last (Keras ``Conv1D/2D/3D``, ``Conv2DTranspose``).
 
 ``y[n, p, o] = activation(sum_{k, i} x[n, p * s + k * d, i] * kernel[k, i, o] + bias[o])``
 with stride ``s`` and dilation ``d``; ``padding='same'`` pads as TensorFlow does
@@ -20,7 +20,17 @@ _DIMENSIONS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC
 
 
 def padding_mode(padding: str) -> str:
-    """Validate Keras' padding names and return lax's spelling."""
+    """Validate Keras' padding name and return lax's spelling.
+
+    Args:
+        padding: ``'valid'`` or ``'same'`` (any case).
+
+    Returns:
+        ``'VALID'`` or ``'SAME'``.
+
+    Raises:
+        ValueError: ``padding`` is anything else (Keras' ``'causal'`` included).
+    """
     if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}.")
     return padding.upper()
@@ -71,21 +81,108 @@ class _Conv(WeightedLayer):
 
 
 class Conv1D(_Conv):
-    """1D convolution over ``(batch, steps, channels)``."""
+    """Keras' ``Conv1D``: 1-D convolution over ``(batch, steps, channels)`` (formula in the module docstring).
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Window length, an int or a 1-tuple.
+        strides: Step between windows, an int or a 1-tuple.
+        padding: ``'valid'`` (no padding) or ``'same'`` (output length ``ceil(steps / strides)``).
+        data_format: ``None`` or ``'channels_last'`` only.
+        dilation_rate: Spacing between kernel taps, an int or a 1-tuple.
+        groups: Split the channels into this many groups convolved separately; divides channels and ``filters``.
+        activation: Activation name or callable; ``None`` is linear.
+        use_bias: Whether to add ``bias`` ``(filters,)``.
+        kernel_initializer: Initializer of ``kernel`` ``(kernel_size, channels // groups, filters)``.
+        bias_initializer: Initializer of ``bias``.
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, steps, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_steps, filters)``.
+
+    Raises:
+        ValueError: On another ``data_format``, an input of the wrong rank, channels or ``filters``
+            not divisible by ``groups``, or a bad ``kernel_size``/``strides``/``dilation_rate``/``padding``.
+    """
 
     rank: ClassVar[int] = 1
     keras_name: ClassVar[str] = "conv1d"
 
 
 class Conv2D(_Conv):
-    """2D convolution over ``(batch, rows, cols, channels)``."""
+    """Keras' ``Conv2D``: 2-D convolution over ``(batch, rows, cols, channels)`` (formula in the module docstring).
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Window ``(rows, cols)``, or one int for both.
+        strides: Step between windows, an int or a pair.
+        padding: ``'valid'`` (no padding) or ``'same'`` (output size ``ceil(size / strides)`` per axis).
+        data_format: ``None`` or ``'channels_last'`` only.
+        dilation_rate: Spacing between kernel taps, an int or a pair.
+        groups: Split the channels into this many groups convolved separately; divides channels and ``filters``.
+        activation: Activation name or callable; ``None`` is linear.
+        use_bias: Whether to add ``bias`` ``(filters,)``.
+        kernel_initializer: Initializer of ``kernel`` ``(*kernel_size, channels // groups, filters)``.
+        bias_initializer: Initializer of ``bias``.
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_rows, new_cols, filters)``.
+
+    Raises:
+        ValueError: On another ``data_format``, an input of the wrong rank, channels or ``filters``
+            not divisible by ``groups``, or a bad ``kernel_size``/``strides``/``dilation_rate``/``padding``.
+    """
 
     rank: ClassVar[int] = 2
     keras_name: ClassVar[str] = "conv2d"
 
 
 class Conv3D(_Conv):
-    """3D convolution over ``(batch, d1, d2, d3, channels)``."""
+    """Keras' ``Conv3D``: 3-D convolution over ``(batch, d1, d2, d3, channels)`` (formula in the module docstring).
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Window ``(k1, k2, k3)``, or one int for all three.
+        strides: Step between windows, an int or a 3-tuple.
+        padding: ``'valid'`` (no padding) or ``'same'`` (output size ``ceil(size / strides)`` per axis).
+        data_format: ``None`` or ``'channels_last'`` only.
+        dilation_rate: Spacing between kernel taps, an int or a 3-tuple.
+        groups: Split the channels into this many groups convolved separately; divides channels and ``filters``.
+        activation: Activation name or callable; ``None`` is linear.
+        use_bias: Whether to add ``bias`` ``(filters,)``.
+        kernel_initializer: Initializer of ``kernel`` ``(*kernel_size, channels // groups, filters)``.
+        bias_initializer: Initializer of ``bias``.
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, d1, d2, d3, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_d1, new_d2, new_d3, filters)``.
+
+    Raises:
+        ValueError: On another ``data_format``, an input of the wrong rank, channels or ``filters``
+            not divisible by ``groups``, or a bad ``kernel_size``/``strides``/``dilation_rate``/``padding``.
+    """
 
     rank: ClassVar[int] = 3
     keras_name: ClassVar[str] = "conv3d"
@@ -94,7 +191,19 @@ class Conv3D(_Conv):
 def transpose_padding(kernel: int, stride: int, padding: str) -> tuple:
     """Pads ``(before, after)`` of the stride-dilated input for a transposed convolution, chosen
     so that the output has Keras' length: ``in * stride`` for ``'same'``,
-    ``(in - 1) * stride + max(kernel, stride)`` for ``'valid'``."""
+    ``(in - 1) * stride + max(kernel, stride)`` for ``'valid'``.
+
+    Args:
+        kernel: Kernel size along the axis.
+        stride: Stride along the axis.
+        padding: ``'valid'`` or ``'same'``.
+
+    Returns:
+        The pair ``(before, after)`` of pad sizes.
+
+    Raises:
+        ValueError: ``padding`` is not ``'valid'`` or ``'same'``.
+    """
     if padding_mode(padding) == "VALID":
         return kernel - 1, kernel - 1 + max(kernel, stride) - kernel
     total = stride + kernel - 2
@@ -114,6 +223,15 @@ def transposed_conv(x, kernel, strides: tuple, padding: tuple):
     Its kernel gradient is taken through the adjoint ``dy -> dx``, a plain strided convolution:
     ``<transposed_conv(x, k), dy> = <x, adjoint_k(dy)>``, so ``d/dk`` is the kernel gradient of
     that convolution, which XLA's CPU backend runs 16x faster than the dilated form's.
+
+    Args:
+        x: Input ``(batch, rows, cols, in_channels)``.
+        kernel: HWIO kernel ``(k_rows, k_cols, in_channels, filters)``, already flipped.
+        strides: Input dilation ``(s_rows, s_cols)`` (static).
+        padding: ``((before, after), (before, after))`` pads of the dilated input (static).
+
+    Returns:
+        Array ``(batch, new_rows, new_cols, filters)``.
     """
     return _dilated_conv(x, kernel, strides, padding)
 
@@ -137,7 +255,32 @@ class Conv2DTranspose(WeightedLayer):
     respect to its input: it upsamples ``(batch, rows, cols, channels)`` by ``strides``.
 
     Computed as a convolution of the stride-dilated input with the spatially flipped kernel;
-    the kernel has Keras' layout ``(*kernel_size, filters, in_channels)``.
+    the kernel has Keras' layout ``(*kernel_size, filters, in_channels)``. Output size per
+    axis: ``in * stride`` (``'same'``) or ``(in - 1) * stride + max(kernel, stride)`` (``'valid'``).
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Window ``(rows, cols)``, or one int for both.
+        strides: Upsampling factor ``(rows, cols)``, or one int for both.
+        padding: ``'valid'`` or ``'same'``.
+        activation: Activation name or callable; ``None`` is linear.
+        use_bias: Whether to add ``bias`` ``(filters,)``.
+        kernel_initializer: Initializer of ``kernel`` (default Glorot uniform).
+        bias_initializer: Initializer of ``bias``.
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_rows, new_cols, filters)``.
+
+    Raises:
+        ValueError: ``inputs`` is not rank 4, or a bad ``kernel_size``/``strides``/``padding``.
     """
 
     filters: int

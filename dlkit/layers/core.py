@@ -12,7 +12,31 @@ from dlkit.layers.base import Layer, WeightedLayer
 
 
 class Dense(WeightedLayer):
-    """``activation(inputs @ kernel + bias)`` on the last axis (Keras ``Dense``)."""
+    """Keras' ``Dense``: a fully connected layer on the last axis.
+
+    ``outputs = activation(inputs @ kernel + bias)`` with ``kernel`` of shape
+    ``(in_features, units)`` and ``bias`` of shape ``(units,)``; leading axes are
+    batch-like (a ``(batch, time, in_features)`` input maps every step).
+
+    Args:
+        units: Number of output features.
+        activation: Activation name or callable (``dlkit.activations``); ``None`` is linear.
+        use_bias: Whether to add ``bias``.
+        kernel_initializer: Initializer of ``kernel``: a name or ``(key, shape, dtype) -> array``
+            (default Glorot uniform, Glorot & Bengio 2010).
+        bias_initializer: Initializer of ``bias`` (default zeros).
+        kernel_regularizer: Penalty on ``kernel`` added to the loss (``dlkit.regularizers``), or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        activity_regularizer: Penalty on the outputs, divided by the batch size (as Keras), or ``None``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(..., in_features)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(..., units)``.
+    """
 
     units: int
     activation: Any = None
@@ -31,7 +55,19 @@ class Dense(WeightedLayer):
 
 
 class Activation(Layer):
-    """Apply an activation by name or callable (Keras ``Activation``)."""
+    """Keras' ``Activation``: apply an activation function element-wise.
+
+    Args:
+        activation: Activation name (``'relu'``, ``'softmax'``... see ``dlkit.activations``) or callable.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array of any shape.
+        training: Unused; Keras' flag.
+
+    Returns:
+        ``activation(inputs)``, the shape of ``inputs``.
+    """
 
     activation: Any
     keras_name: ClassVar[str] = "activation"
@@ -41,7 +77,20 @@ class Activation(Layer):
 
 
 class LeakyReLU(Layer):
-    """``x`` if ``x > 0`` else ``negative_slope * x`` (Keras ``LeakyReLU``; Keras 3's default slope)."""
+    """Keras' ``LeakyReLU``: ``f(x) = x`` if ``x > 0`` else ``negative_slope * x``.
+
+    Args:
+        negative_slope: Slope for ``x <= 0``; default 0.3, Keras 3's layer default (the
+            ``leaky_relu`` activation's default is 0.2).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array of any shape.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the shape of ``inputs``.
+    """
 
     negative_slope: float = 0.3
     keras_name: ClassVar[str] = "leaky_re_lu"
@@ -51,11 +100,25 @@ class LeakyReLU(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training, zero each unit with probability ``rate`` and
-    scale the rest by ``1 / (1 - rate)``; identity in inference.
+    """Keras' ``Dropout`` (Srivastava et al., 2014), inverted: in training,
+    ``y = x * keep / (1 - rate)`` with ``keep ~ Bernoulli(1 - rate)`` per unit, drawn
+    from the ``'dropout'`` RNG stream; the identity in inference (and for ``rate == 0``).
 
-    ``noise_shape`` (with ``None`` for "same as the input") shares one mask
-    along axes of size 1, as in Keras.
+    Args:
+        rate: Probability of dropping a unit, in ``[0, 1)``.
+        noise_shape: Shape of the keep mask, broadcast against the input (``None`` entries:
+            the input's size), e.g. ``(None, 1, None)`` shares one mask over time; ``None``: the input's shape.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array of any shape.
+        training: Drop units only if True.
+
+    Returns:
+        An array of the shape of ``inputs``.
+
+    Raises:
+        ValueError: ``rate`` is outside ``[0, 1)`` (raised when the layer is called).
     """
 
     rate: float
@@ -75,7 +138,18 @@ class Dropout(Layer):
 
 
 class Flatten(Layer):
-    """Collapse every axis but the batch axis."""
+    """Keras' ``Flatten``: collapse every axis but the batch axis, ``(batch, d1, ..., dn) -> (batch, d1 * ... * dn)``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, ...)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, prod(inputs.shape[1:]))``, in row-major (C) order.
+    """
 
     keras_name: ClassVar[str] = "flatten"
 
@@ -84,7 +158,19 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """Reshape each sample to ``target_shape`` (batch axis kept; one entry may be -1)."""
+    """Keras' ``Reshape``: reshape each sample to ``target_shape``, keeping the batch axis.
+
+    Args:
+        target_shape: The sample shape without the batch axis; one entry may be ``-1`` (inferred).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, ...)`` with ``prod(target_shape)`` entries per sample.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, *target_shape)``.
+    """
 
     target_shape: Sequence[int]
     keras_name: ClassVar[str] = "reshape"
@@ -94,8 +180,21 @@ class Reshape(Layer):
 
 
 class GaussianNoise(Layer):
-    """In training, add zero-mean Gaussian noise of standard deviation ``stddev``; identity in
-    inference (Keras ``GaussianNoise``: a regulariser, and a denoising autoencoder's corruption)."""
+    """Keras' ``GaussianNoise``: in training ``y = x + stddev * eps``, ``eps ~ N(0, 1)`` per entry
+    (from the ``'dropout'`` RNG stream); the identity in inference. A regulariser, and a
+    denoising autoencoder's corruption.
+
+    Args:
+        stddev: Standard deviation of the noise (0: the identity).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Float array of any shape.
+        training: Add noise only if True.
+
+    Returns:
+        An array of the shape and dtype of ``inputs``.
+    """
 
     stddev: float
     keras_name: ClassVar[str] = "gaussian_noise"
@@ -107,7 +206,20 @@ class GaussianNoise(Layer):
 
 
 class UpSampling2D(Layer):
-    """Repeat each row ``size[0]`` times and each column ``size[1]`` times (nearest neighbour)."""
+    """Keras' ``UpSampling2D`` (nearest neighbour): repeat each row ``size[0]`` times and each
+    column ``size[1]`` times, channels last.
+
+    Args:
+        size: Upsampling factors ``(rows, cols)``, or one int for both (default ``(2, 2)``).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, rows * size[0], cols * size[1], channels)``.
+    """
 
     size: Any = (2, 2)
     keras_name: ClassVar[str] = "up_sampling2d"

@@ -12,9 +12,10 @@ is ``tokens != 0``, a ``(batch, time)`` boolean array, and the recurrent layers
 the same two lines build a functional ``dlkit.Model``. There is no implicit mask
 propagation (no Keras ``_keras_mask`` attribute riding on the output array, no
 ``Masking`` layer): a mask is an ordinary array passed by keyword, which keeps
-every layer a pure function of its arguments. A ``Sequential`` does not pass
-masks between its layers; use the functional API (or your own module) for
-padded sequences.
+every layer a pure function of its arguments. A ``Sequential`` does the passing
+itself: an ``Embedding(mask_zero=True)``'s mask goes, as ``mask=``, to each later
+layer whose ``call`` takes one (``LSTM``, ``Bidirectional``...), until a layer that
+takes it returns no sequence (``return_sequences=False``).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class _NotZero(Layer):
 
 
 class Embedding(Layer):
-    """``outputs[..., :] = embeddings[inputs[...]]`` for integer ``inputs`` in ``[0, input_dim)``.
+    """Keras' ``Embedding``: ``outputs[..., :] = embeddings[inputs[...]]`` for integer ``inputs`` in ``[0, input_dim)``.
 
     ``embeddings`` has shape ``(input_dim, output_dim)``; an input of shape
     ``(batch, time)`` gives ``(batch, time, output_dim)``. Float inputs are cast
@@ -61,6 +62,24 @@ class Embedding(Layer):
     then returns the ``(batch, time)`` mask ``inputs != 0`` to pass as ``mask=``
     to a recurrent layer (see the module docstring). As in Keras, ``input_dim``
     must then count the padding index too (vocabulary size + 1).
+
+    Args:
+        input_dim: Number of rows of the table (the vocabulary size, padding index included).
+        output_dim: Size of each embedding vector.
+        embeddings_initializer: Initializer of ``embeddings`` (default ``'uniform'``, ``U(-0.05, 0.05)``).
+        embeddings_regularizer: Penalty on ``embeddings`` added to the loss, or ``None``.
+        mask_zero: Whether index 0 is padding (see ``compute_mask``).
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Integer (or float, cast to ``int32``) indices of any shape, e.g. ``(batch, time)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(*inputs.shape, output_dim)``, float32.
+
+    Raises:
+        ValueError: ``input_dim`` or ``output_dim`` is not positive.
     """
 
     input_dim: int
@@ -88,6 +107,14 @@ class Embedding(Layer):
 
         Needs no weights, so it may be called on the unbound layer; on a
         symbolic tensor it records the comparison in the functional graph.
+
+        Args:
+            inputs: The indices given to the layer (an array or a symbolic tensor).
+            mask: Ignored (Keras' signature: an incoming mask).
+
+        Returns:
+            A boolean array (or symbolic tensor) of the shape of ``inputs``, or ``None``
+            without ``mask_zero``.
         """
         if not self.mask_zero:
             return None

@@ -56,7 +56,21 @@ class _Merge(Layer):
 
 
 class Add(_Merge):
-    """The element-wise sum of a list of tensors."""
+    """Keras' ``Add``: the element-wise sum, ``x_1 + x_2 + ... + x_n``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the broadcast shape of the inputs.
+
+    Raises:
+        ValueError: ``inputs`` is not a list, or the shapes do not broadcast.
+    """
 
     keras_name: ClassVar[str] = "add"
 
@@ -65,7 +79,21 @@ class Add(_Merge):
 
 
 class Subtract(_Merge):
-    """``inputs[0] - inputs[1]`` (exactly two tensors)."""
+    """Keras' ``Subtract``: the element-wise difference, ``inputs[0] - inputs[1]``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: A list of exactly two tensors, of equal (or broadcastable) shapes.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the broadcast shape of the inputs.
+
+    Raises:
+        ValueError: ``inputs`` is not a list of two, or the shapes do not broadcast.
+    """
 
     exact_inputs: ClassVar[int] = 2
     keras_name: ClassVar[str] = "subtract"
@@ -75,7 +103,21 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
-    """The element-wise product of a list of tensors."""
+    """Keras' ``Multiply``: the element-wise product, ``x_1 * x_2 * ... * x_n``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the broadcast shape of the inputs.
+
+    Raises:
+        ValueError: ``inputs`` is not a list, or the shapes do not broadcast.
+    """
 
     keras_name: ClassVar[str] = "multiply"
 
@@ -84,7 +126,21 @@ class Multiply(_Merge):
 
 
 class Average(_Merge):
-    """The element-wise mean of a list of tensors."""
+    """Keras' ``Average``: the element-wise mean, ``(x_1 + ... + x_n) / n``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the broadcast shape of the inputs.
+
+    Raises:
+        ValueError: ``inputs`` is not a list, or the shapes do not broadcast.
+    """
 
     keras_name: ClassVar[str] = "average"
 
@@ -93,7 +149,21 @@ class Average(_Merge):
 
 
 class Maximum(_Merge):
-    """The element-wise maximum of a list of tensors."""
+    """Keras' ``Maximum``: the element-wise maximum, ``max(x_1, ..., x_n)``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the broadcast shape of the inputs.
+
+    Raises:
+        ValueError: ``inputs`` is not a list, or the shapes do not broadcast.
+    """
 
     keras_name: ClassVar[str] = "maximum"
 
@@ -102,7 +172,21 @@ class Maximum(_Merge):
 
 
 class Minimum(_Merge):
-    """The element-wise minimum of a list of tensors."""
+    """Keras' ``Minimum``: the element-wise minimum, ``min(x_1, ..., x_n)``.
+
+    Args:
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array of the broadcast shape of the inputs.
+
+    Raises:
+        ValueError: ``inputs`` is not a list, or the shapes do not broadcast.
+    """
 
     keras_name: ClassVar[str] = "minimum"
 
@@ -111,7 +195,23 @@ class Minimum(_Merge):
 
 
 class Concatenate(_Merge):
-    """Join a list of tensors along ``axis`` (default the last); other axes must match."""
+    """Keras' ``Concatenate``: join a list of tensors along ``axis``.
+
+    Args:
+        axis: The axis to join along (default the last); not the batch axis 0.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: A list of at least one tensor of equal rank, whose shapes match except on ``axis``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        An array whose ``axis`` is the sum of the inputs' sizes along it.
+
+    Raises:
+        ValueError: ``inputs`` is not a list, the ranks differ, ``axis`` is out of range or 0, or
+            the other axes do not match.
+    """
 
     axis: int = -1
     keras_name: ClassVar[str] = "concatenate"
@@ -137,35 +237,92 @@ class Concatenate(_Merge):
 
 
 def add(inputs, **kwargs):
-    """Functional form of ``Add``: ``add([a, b])``."""
+    """Functional form of ``Add`` (Keras' ``layers.add``): ``add([a, b])`` is ``a + b``.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        **kwargs: Keyword arguments of ``Add`` (``name=``...).
+
+    Returns:
+        ``Add(**kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Add(**kwargs)(inputs)
 
 
 def subtract(inputs, **kwargs):
-    """Functional form of ``Subtract``: ``subtract([a, b])`` is ``a - b``."""
+    """Functional form of ``Subtract`` (Keras' ``layers.subtract``): ``subtract([a, b])`` is ``a - b``.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        **kwargs: Keyword arguments of ``Subtract`` (``name=``...).
+
+    Returns:
+        ``Subtract(**kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Subtract(**kwargs)(inputs)
 
 
 def multiply(inputs, **kwargs):
-    """Functional form of ``Multiply``."""
+    """Functional form of ``Multiply`` (Keras' ``layers.multiply``): ``multiply([a, b])`` is ``a * b``.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        **kwargs: Keyword arguments of ``Multiply`` (``name=``...).
+
+    Returns:
+        ``Multiply(**kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Multiply(**kwargs)(inputs)
 
 
 def average(inputs, **kwargs):
-    """Functional form of ``Average``."""
+    """Functional form of ``Average`` (Keras' ``layers.average``): ``average([a, b])`` is ``(a + b) / 2``.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        **kwargs: Keyword arguments of ``Average`` (``name=``...).
+
+    Returns:
+        ``Average(**kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Average(**kwargs)(inputs)
 
 
 def maximum(inputs, **kwargs):
-    """Functional form of ``Maximum``."""
+    """Functional form of ``Maximum`` (Keras' ``layers.maximum``): the element-wise maximum.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        **kwargs: Keyword arguments of ``Maximum`` (``name=``...).
+
+    Returns:
+        ``Maximum(**kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Maximum(**kwargs)(inputs)
 
 
 def minimum(inputs, **kwargs):
-    """Functional form of ``Minimum``."""
+    """Functional form of ``Minimum`` (Keras' ``layers.minimum``): the element-wise minimum.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        **kwargs: Keyword arguments of ``Minimum`` (``name=``...).
+
+    Returns:
+        ``Minimum(**kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Minimum(**kwargs)(inputs)
 
 
 def concatenate(inputs, axis: int = -1, **kwargs):
-    """Functional form of ``Concatenate``: ``concatenate([a, b], axis=-1)``."""
+    """Functional form of ``Concatenate`` (Keras' ``layers.concatenate``): ``concatenate([a, b], axis=-1)``.
+
+    Args:
+        inputs: A list of tensors (arrays, or symbolic tensors of a functional graph).
+        axis: The axis to join along (default the last).
+        **kwargs: Other keyword arguments of ``Concatenate`` (``name=``...).
+
+    Returns:
+        ``Concatenate(axis=axis, **kwargs)(inputs)``: an array, or a symbolic tensor.
+    """
     return Concatenate(axis=axis, **kwargs)(inputs)

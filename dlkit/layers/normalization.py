@@ -14,11 +14,35 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dlkit import freezing, initializers
+from dlkit import initializers
 from dlkit.layers.base import Layer
 
 
 class BatchNormalization(Layer):
+    """Keras' ``BatchNormalization`` (Ioffe & Szegedy, 2015); the formulas are in the module docstring.
+
+    Args:
+      axis: the feature axis, normalised per feature (default the last).
+      momentum: the moving statistics' decay.
+      epsilon: added to the variance before the square root.
+      center: learn the offset ``beta``.
+      scale: learn the factor ``gamma``.
+      beta_initializer: initializer of ``beta``.
+      gamma_initializer: initializer of ``gamma``.
+      moving_mean_initializer: initializer of ``moving_mean``.
+      moving_variance_initializer: initializer of ``moving_variance``.
+      input_shape: the shape of one sample, for a first layer.
+
+    Call arguments:
+      inputs: a batch.
+      training: normalise with the batch's statistics and update the moving ones (True), or
+        with the moving ones (False). Inside a frozen part of a model the loop passes False,
+        as Keras runs a frozen ``BatchNormalization`` in inference mode.
+
+    Returns:
+      The normalised batch, the shape of ``inputs``.
+    """
+
     axis: int = -1
     momentum: float = 0.99
     epsilon: float = 1e-3
@@ -29,10 +53,10 @@ class BatchNormalization(Layer):
     moving_mean_initializer: Any = "zeros"
     moving_variance_initializer: Any = "ones"
     keras_name: ClassVar[str] = "batch_normalization"
+    inference_when_frozen: ClassVar[bool] = True  # Keras: a frozen BatchNormalization uses its moving statistics
 
     @nn.compact
     def call(self, inputs, training: bool = False):
-        training = training and not freezing.module_is_frozen(self)  # frozen: inference mode, as Keras
         axis = self.axis % inputs.ndim
         size = inputs.shape[axis]
         reduce_axes = tuple(a for a in range(inputs.ndim) if a != axis)

@@ -53,60 +53,249 @@ class _GlobalPooling(Layer):
 
 
 class MaxPooling1D(_Pooling):
-    """Max over windows of ``pool_size`` steps."""
+    """Keras' ``MaxPooling1D``: the maximum of each ``pool_size`` window over steps.
+
+    Output size per axis: ``floor((size - pool) / stride) + 1`` (``'valid'``) or ``ceil(size / stride)`` (``'same'``).
+
+    Args:
+        pool_size: Window size, an int or a 1-tuple (default 2).
+        strides: Step between windows, same form; ``None`` (default): ``pool_size``.
+        padding: ``'valid'`` or ``'same'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, steps, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_steps, channels)``.
+
+    Raises:
+        ValueError: ``inputs`` has another rank, or a bad ``pool_size``/``strides``/``padding``.
+    """
     rank, reduce, keras_name = 1, "max", "max_pooling1d"
 
 
 class MaxPooling2D(_Pooling):
-    """Max over ``pool_size`` windows of rows and columns."""
+    """Keras' ``MaxPooling2D``: the maximum of each ``pool_size`` window over rows and columns.
+
+    Output size per axis: ``floor((size - pool) / stride) + 1`` (``'valid'``) or ``ceil(size / stride)`` (``'same'``).
+
+    Args:
+        pool_size: Window size, ``(rows, cols)`` or one int for both (default 2).
+        strides: Step between windows, same form; ``None`` (default): ``pool_size``.
+        padding: ``'valid'`` or ``'same'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_rows, new_cols, channels)``.
+
+    Raises:
+        ValueError: ``inputs`` has another rank, or a bad ``pool_size``/``strides``/``padding``.
+    """
     rank, reduce, keras_name = 2, "max", "max_pooling2d"
 
 
 class MaxPooling3D(_Pooling):
-    """Max over ``pool_size`` windows of three spatial axes."""
+    """Keras' ``MaxPooling3D``: the maximum of each ``pool_size`` window over the three spatial axes.
+
+    Output size per axis: ``floor((size - pool) / stride) + 1`` (``'valid'``) or ``ceil(size / stride)`` (``'same'``).
+
+    Args:
+        pool_size: Window size, a 3-tuple or one int for all three (default 2).
+        strides: Step between windows, same form; ``None`` (default): ``pool_size``.
+        padding: ``'valid'`` or ``'same'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, d1, d2, d3, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_d1, new_d2, new_d3, channels)``.
+
+    Raises:
+        ValueError: ``inputs`` has another rank, or a bad ``pool_size``/``strides``/``padding``.
+    """
     rank, reduce, keras_name = 3, "max", "max_pooling3d"
 
 
 class AveragePooling1D(_Pooling):
-    """Mean over windows of ``pool_size`` steps."""
+    """Keras' ``AveragePooling1D``: the mean of each ``pool_size`` window over steps.
+
+    Output size per axis: ``floor((size - pool) / stride) + 1`` (``'valid'``) or ``ceil(size / stride)``
+    (``'same'``, where the mean is over the window's real, unpadded inputs only).
+
+    Args:
+        pool_size: Window size, an int or a 1-tuple (default 2).
+        strides: Step between windows, same form; ``None`` (default): ``pool_size``.
+        padding: ``'valid'`` or ``'same'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, steps, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_steps, channels)``.
+
+    Raises:
+        ValueError: ``inputs`` has another rank, or a bad ``pool_size``/``strides``/``padding``.
+    """
     rank, reduce, keras_name = 1, "mean", "average_pooling1d"
 
 
 class AveragePooling2D(_Pooling):
-    """Mean over ``pool_size`` windows of rows and columns."""
+    """Keras' ``AveragePooling2D``: the mean of each ``pool_size`` window over rows and columns.
+
+    Output size per axis: ``floor((size - pool) / stride) + 1`` (``'valid'``) or ``ceil(size / stride)``
+    (``'same'``, where the mean is over the window's real, unpadded inputs only).
+
+    Args:
+        pool_size: Window size, ``(rows, cols)`` or one int for both (default 2).
+        strides: Step between windows, same form; ``None`` (default): ``pool_size``.
+        padding: ``'valid'`` or ``'same'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_rows, new_cols, channels)``.
+
+    Raises:
+        ValueError: ``inputs`` has another rank, or a bad ``pool_size``/``strides``/``padding``.
+    """
     rank, reduce, keras_name = 2, "mean", "average_pooling2d"
 
 
 class AveragePooling3D(_Pooling):
-    """Mean over ``pool_size`` windows of three spatial axes."""
+    """Keras' ``AveragePooling3D``: the mean of each ``pool_size`` window over the three spatial axes.
+
+    Output size per axis: ``floor((size - pool) / stride) + 1`` (``'valid'``) or ``ceil(size / stride)``
+    (``'same'``, where the mean is over the window's real, unpadded inputs only).
+
+    Args:
+        pool_size: Window size, a 3-tuple or one int for all three (default 2).
+        strides: Step between windows, same form; ``None`` (default): ``pool_size``.
+        padding: ``'valid'`` or ``'same'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, d1, d2, d3, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, new_d1, new_d2, new_d3, channels)``.
+
+    Raises:
+        ValueError: ``inputs`` has another rank, or a bad ``pool_size``/``strides``/``padding``.
+    """
     rank, reduce, keras_name = 3, "mean", "average_pooling3d"
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
-    """Max over all steps: ``(batch, steps, c) -> (batch, c)``."""
+    """Keras' ``GlobalMaxPooling1D``: the maximum over every spatial position, per sample and channel.
+
+    Args:
+        keepdims: Keep the spatial axes with size 1.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, steps, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, channels)``, or ``(batch, 1, channels)`` with ``keepdims``.
+    """
     rank, reduce, keras_name = 1, "max", "global_max_pooling1d"
 
 
 class GlobalMaxPooling2D(_GlobalPooling):
-    """Max over all positions: ``(batch, h, w, c) -> (batch, c)``."""
+    """Keras' ``GlobalMaxPooling2D``: the maximum over every spatial position, per sample and channel.
+
+    Args:
+        keepdims: Keep the spatial axes with size 1.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, channels)``, or ``(batch, 1, 1, channels)`` with ``keepdims``.
+    """
     rank, reduce, keras_name = 2, "max", "global_max_pooling2d"
 
 
 class GlobalMaxPooling3D(_GlobalPooling):
-    """Max over all positions of a volume."""
+    """Keras' ``GlobalMaxPooling3D``: the maximum over every spatial position, per sample and channel.
+
+    Args:
+        keepdims: Keep the spatial axes with size 1.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, d1, d2, d3, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, channels)``, or ``(batch, 1, 1, 1, channels)`` with ``keepdims``.
+    """
     rank, reduce, keras_name = 3, "max", "global_max_pooling3d"
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over all steps."""
+    """Keras' ``GlobalAveragePooling1D``: the mean over every spatial position, per sample and channel.
+
+    Args:
+        keepdims: Keep the spatial axes with size 1.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, steps, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, channels)``, or ``(batch, 1, channels)`` with ``keepdims``.
+    """
     rank, reduce, keras_name = 1, "mean", "global_average_pooling1d"
 
 
 class GlobalAveragePooling2D(_GlobalPooling):
-    """Mean over all positions: ``(batch, h, w, c) -> (batch, c)``."""
+    """Keras' ``GlobalAveragePooling2D``: the mean over every spatial position, per sample and channel.
+
+    Args:
+        keepdims: Keep the spatial axes with size 1.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, rows, cols, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, channels)``, or ``(batch, 1, 1, channels)`` with ``keepdims``.
+    """
     rank, reduce, keras_name = 2, "mean", "global_average_pooling2d"
 
 
 class GlobalAveragePooling3D(_GlobalPooling):
-    """Mean over all positions of a volume."""
+    """Keras' ``GlobalAveragePooling3D``: the mean over every spatial position, per sample and channel.
+
+    Args:
+        keepdims: Keep the spatial axes with size 1.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, d1, d2, d3, channels)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        Array ``(batch, channels)``, or ``(batch, 1, 1, 1, channels)`` with ``keepdims``.
+    """
     rank, reduce, keras_name = 3, "mean", "global_average_pooling3d"

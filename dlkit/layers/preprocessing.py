@@ -76,6 +76,19 @@ def affine_transform(images, matrices, fill_mode: str = "reflect", fill_value: f
 
     ``matrices`` has shape ``(batch, 2, 3)``: each maps an output pixel's
     ``(x, y, 1)`` (column, row) to the input point it reads.
+
+    Args:
+        images: Array ``(batch, height, width, channels)``.
+        matrices: Inverse maps ``(batch, 2, 3)``, one per image.
+        fill_mode: ``'reflect'``, ``'wrap'``, ``'constant'`` or ``'nearest'`` (module docstring).
+        fill_value: The value outside the image with ``fill_mode='constant'``.
+        interpolation: ``'bilinear'`` or ``'nearest'``.
+
+    Returns:
+        The resampled images, shape and dtype of ``images``.
+
+    Raises:
+        ValueError: An unknown ``fill_mode`` or ``interpolation``.
     """
     _check_choice(fill_mode, FILL_MODES, "fill_mode")
     _check_choice(interpolation, INTERPOLATIONS, "interpolation")
@@ -97,6 +110,19 @@ class Rescaling(Layer):
     """``y = x * scale + offset`` (Keras ``Rescaling``; e.g. ``Rescaling(1 / 255)``).
 
     ``scale`` and ``offset`` may be numbers or per-channel sequences (broadcast on the last axis).
+    Integer inputs are cast to float32; the same in training and inference.
+
+    Args:
+        scale: Multiplier, a number or a per-channel sequence.
+        offset: Added after scaling, a number or a per-channel sequence.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array of any shape.
+        training: Unused; Keras' flag.
+
+    Returns:
+        A float array of the shape of ``inputs``.
     """
 
     scale: Any
@@ -114,7 +140,7 @@ class Rescaling(Layer):
 
 
 class Normalization(Layer):
-    """``y = (x - mean) / max(sqrt(variance), 1e-7)`` per feature (Keras ``Normalization``).
+    """Keras' ``Normalization``: ``y = (x - mean) / max(sqrt(variance), 1e-7)`` per feature.
 
     ``axis`` names the feature axes (of the batched input) that keep their own
     statistics; the others are reduced over. ``axis=-1`` on images gives
@@ -127,6 +153,23 @@ class Normalization(Layer):
         norm = layers.Normalization().adapt(x_train)
 
     ``invert=True`` undoes the normalization: ``y = mean + x * max(sqrt(variance), 1e-7)``.
+
+    Args:
+        axis: Feature axis or axes (of the batched input) with their own statistics; ``None``: one scalar.
+        mean: The mean, broadcastable to the kept axes; ``None`` until ``adapt``.
+        variance: The variance, likewise; given with ``mean`` or not at all.
+        invert: Apply the inverse transform.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, ...)``.
+        training: Unused; Keras' flag.
+
+    Returns:
+        A float array of the shape of ``inputs``.
+
+    Raises:
+        ValueError: Only one of ``mean``/``variance`` given; called before ``adapt``; a bad ``axis``.
     """
 
     axis: Optional[Union[int, Sequence[int]]] = -1
@@ -154,8 +197,16 @@ class Normalization(Layer):
     def adapt(self, data) -> Normalization:
         """Return a copy of this layer whose mean and (biased) variance are those of ``data``.
 
-        ``data``: the training inputs as an array, ``(samples, ...)``; the
-        moments are computed on the host in float64 over every axis not in ``axis``.
+        The moments are computed on the host in float64 over every axis not in ``axis``.
+
+        Args:
+            data: The training inputs as an array, ``(samples, ...)``.
+
+        Returns:
+            A new ``Normalization`` with ``mean`` and ``variance`` set (this layer is unchanged).
+
+        Raises:
+            ValueError: ``data`` is empty, or ``axis`` does not fit its rank.
         """
         data = np.asarray(data, np.float64)
         if data.ndim < 1 or data.shape[0] == 0:
@@ -184,8 +235,23 @@ class Normalization(Layer):
 
 
 class RandomFlip(Layer):
-    """Flip each image, with probability 1/2, left-right (``'horizontal'``), top-bottom
-    (``'vertical'``) or both (``'horizontal_and_vertical'``: two independent draws).
+    """Keras' ``RandomFlip``: in training, flip each image, with probability 1/2, left-right
+    (``'horizontal'``), top-bottom (``'vertical'``) or both (``'horizontal_and_vertical'``: two
+    independent draws); the identity in inference.
+
+    Args:
+        mode: ``'horizontal'``, ``'vertical'`` or ``'horizontal_and_vertical'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
+        training: Flip only if True.
+
+    Returns:
+        A float array of the shape of ``inputs``.
+
+    Raises:
+        ValueError: An unknown ``mode`` (at construction), or inputs of another rank.
     """
 
     mode: str = "horizontal_and_vertical"
@@ -242,10 +308,29 @@ def _uniform(key, n: int, bounds: tuple):
 
 
 class RandomTranslation(_RandomAffine):
-    """Shift each image by ``dy = u * height`` rows and ``dx = v * width`` columns,
-    ``u ~ U(height_factor)``, ``v ~ U(width_factor)``: ``out(x, y) = in(x - dx, y - dy)``.
+    """Keras' ``RandomTranslation``: in training, shift each image by ``dy = u * height`` rows and
+    ``dx = v * width`` columns, ``u ~ U(height_factor)``, ``v ~ U(width_factor)``:
+    ``out(x, y) = in(x - dx, y - dy)``; the identity in inference.
 
     A factor ``f`` means ``(-f, f)``; positive shifts move the content down / right.
+
+    Args:
+        height_factor: Fraction of the height, a number ``f`` or a pair ``(lower, upper)`` in ``[-1, 1]``.
+        width_factor: Fraction of the width, likewise.
+        fill_mode: ``'reflect'``, ``'wrap'``, ``'constant'`` or ``'nearest'`` (module docstring).
+        interpolation: ``'bilinear'`` or ``'nearest'``.
+        fill_value: The value outside the image with ``fill_mode='constant'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
+        training: Transform only if True.
+
+    Returns:
+        A float array of the shape of ``inputs``.
+
+    Raises:
+        ValueError: A bad factor, ``fill_mode`` or ``interpolation`` (at construction), or inputs of another rank.
     """
 
     height_factor: Any
@@ -266,12 +351,30 @@ class RandomTranslation(_RandomAffine):
 
 
 class RandomRotation(_RandomAffine):
-    """Rotate each image by ``theta = 2 * pi * u``, ``u ~ U(factor)`` (a factor ``f`` means
-    ``(-f, f)``), about its centre ``(cx, cy) = ((width - 1) / 2, (height - 1) / 2)``;
-    positive angles turn the content counter-clockwise. Inverse map::
+    """Keras' ``RandomRotation``: in training (the identity in inference), rotate each image by
+    ``theta = 2 * pi * u``, ``u ~ U(factor)`` (a factor ``f`` means ``(-f, f)``), about its centre
+    ``(cx, cy) = ((width - 1) / 2, (height - 1) / 2)``; positive angles turn the content
+    counter-clockwise. Inverse map::
 
         x_in = cos(theta) (x - cx) - sin(theta) (y - cy) + cx
         y_in = sin(theta) (x - cx) + cos(theta) (y - cy) + cy
+
+    Args:
+        factor: Fraction of a full turn, a number ``f`` or a pair ``(lower, upper)`` in ``[-1, 1]``.
+        fill_mode: ``'reflect'``, ``'wrap'``, ``'constant'`` or ``'nearest'`` (module docstring).
+        interpolation: ``'bilinear'`` or ``'nearest'``.
+        fill_value: The value outside the image with ``fill_mode='constant'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
+        training: Transform only if True.
+
+    Returns:
+        A float array of the shape of ``inputs``.
+
+    Raises:
+        ValueError: A bad factor, ``fill_mode`` or ``interpolation`` (at construction), or inputs of another rank.
     """
 
     factor: Any
@@ -292,11 +395,30 @@ class RandomRotation(_RandomAffine):
 
 
 class RandomZoom(_RandomAffine):
-    """Zoom each image about its centre by ``z_y = 1 + u``, ``u ~ U(height_factor)``, and
-    ``z_x = 1 + v``, ``v ~ U(width_factor)`` (``width_factor=None``: ``z_x = z_y``, keeping the
-    aspect ratio). Positive factors zoom out, negative zoom in. Inverse map::
+    """Keras' ``RandomZoom``: in training (the identity in inference), zoom each image about its
+    centre by ``z_y = 1 + u``, ``u ~ U(height_factor)``, and ``z_x = 1 + v``, ``v ~ U(width_factor)``
+    (``width_factor=None``: ``z_x = z_y``, keeping the aspect ratio). Positive factors zoom out,
+    negative zoom in. Inverse map::
 
         x_in = z_x (x - cx) + cx,   y_in = z_y (y - cy) + cy
+
+    Args:
+        height_factor: A number ``f`` or a pair ``(lower, upper)`` in ``[-1, 1]``.
+        width_factor: Likewise; ``None``: the height's zoom (aspect ratio kept).
+        fill_mode: ``'reflect'``, ``'wrap'``, ``'constant'`` or ``'nearest'`` (module docstring).
+        interpolation: ``'bilinear'`` or ``'nearest'``.
+        fill_value: The value outside the image with ``fill_mode='constant'``.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
+        training: Transform only if True.
+
+    Returns:
+        A float array of the shape of ``inputs``.
+
+    Raises:
+        ValueError: A bad factor, ``fill_mode`` or ``interpolation`` (at construction), or inputs of another rank.
     """
 
     height_factor: Any
@@ -320,11 +442,26 @@ class RandomZoom(_RandomAffine):
 
 
 class RandomCrop(Layer):
-    """Crop each image to ``(height, width)``: at a uniformly random offset (drawn per
+    """Keras' ``RandomCrop``: crop each image to ``(height, width)``: at a uniformly random offset (drawn per
     sample) in training, at the centre (offset ``(H - height) // 2``) in inference.
 
     An input smaller than the target is instead centre-cropped to the target's
     aspect ratio and resized (bilinear) to it, in both modes, as Keras does.
+
+    Args:
+        height: Output height.
+        width: Output width.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Images ``(batch, H, W, channels)`` or one ``(H, W, channels)``.
+        training: Random offsets if True, else the centre.
+
+    Returns:
+        A float array ``(batch, height, width, channels)`` (or ``(height, width, channels)``).
+
+    Raises:
+        ValueError: Inputs of another rank.
     """
 
     height: int

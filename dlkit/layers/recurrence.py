@@ -20,7 +20,16 @@ import jax.numpy as jnp
 
 def project(v, mask, kernel):
     """``v @ kernel`` with ``v`` first multiplied by a dropout ``mask`` (if any) of shape
-    ``(batch, gates, dim)``: one mask per gate block of ``kernel``'s columns (``gates == 1``: one for all)."""
+    ``(batch, gates, dim)``: one mask per gate block of ``kernel``'s columns (``gates == 1``: one for all).
+
+    Args:
+        v: Array ``(batch, dim)``.
+        mask: Dropout multipliers ``(batch, gates, dim)``, or ``None``.
+        kernel: Array ``(dim, gates * units)``.
+
+    Returns:
+        Array ``(batch, gates * units)``.
+    """
     if mask is None:
         return v @ kernel
     blocks = jnp.split(kernel, mask.shape[1], axis=-1)
@@ -29,7 +38,15 @@ def project(v, mask, kernel):
 
 def plus_bias(z, bias):
     """``z + bias``, in ``_step`` rather than ``_linear``: the bias gradient then sums up inside the
-    backward loop (0.1 ms a training step; a sum over every step's ``dz`` afterwards took 3 ms)."""
+    backward loop (0.1 ms a training step; a sum over every step's ``dz`` afterwards took 3 ms).
+
+    Args:
+        z: The step's pre-activations.
+        bias: Array broadcastable to ``z``, or ``None``.
+
+    Returns:
+        ``z + bias``, or ``z`` when ``bias`` is ``None``.
+    """
     return z if bias is None else z + bias
 
 
@@ -52,7 +69,23 @@ def _scan(linear, cell, sequences, reverse, unroll, weights, xs, states, consts,
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def recurrence(linear, cell, sequences, reverse, unroll, weights, xs, states, consts):
-    """``_scan`` with the backward pass of the module docstring (``linear`` must be linear)."""
+    """``_scan`` with the backward pass of the module docstring (``linear`` must be linear).
+
+    Args:
+        linear: ``(masks, x_t, h, kernel, recurrent_kernel, fused=False) -> z_t`` (static).
+        cell: ``(masks, weights, z_t, states, m_t) -> (output_t, new_states)`` (static).
+        sequences: Whether to collect every step's output (static).
+        reverse: Scan from the last step to the first (static).
+        unroll: ``jax.lax.scan``'s ``unroll`` (static).
+        weights: ``(kernel, recurrent_kernel, bias)``.
+        xs: Time-major inputs ``(time, batch, features)``.
+        states: Tuple of initial states, each ``(batch, units)``, ``h`` first.
+        consts: ``(dropout masks, time-major sequence mask or None)``.
+
+    Returns:
+        ``(final states, outputs)``, ``outputs`` time-major ``(time, batch, units)`` (at input
+        positions) or ``None`` without ``sequences``.
+    """
     return _scan(linear, cell, sequences, reverse, unroll, weights, xs, states, consts)[0]
 
 

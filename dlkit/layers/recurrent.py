@@ -192,8 +192,39 @@ class SimpleRNN(_RNN):
     """Fully connected recurrence: ``h_t = activation(x_t @ W + b + h_{t-1} @ U)``; the output is ``h_t``.
 
     ``W`` is ``kernel`` ``(features, units)``, ``U`` ``recurrent_kernel``
-    ``(units, units)``, ``b`` ``bias`` ``(units,)``. See the module docstring
-    for ``mask``, ``go_backwards``, dropout and ``return_state``.
+    ``(units, units)``, ``b`` ``bias`` ``(units,)`` (Keras' ``SimpleRNN``). See the module
+    docstring for ``mask``, ``go_backwards``, dropout and ``return_state``.
+
+    Args:
+        units: Size of the state ``h`` (and of the output).
+        activation: Activation of ``h_t`` (default ``'tanh'``).
+        use_bias: Whether to add ``bias``.
+        kernel_initializer: Initializer of ``kernel`` (default Glorot uniform).
+        recurrent_initializer: Initializer of ``recurrent_kernel`` (default orthogonal).
+        bias_initializer: Initializer of ``bias`` (default zeros).
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        recurrent_regularizer: Penalty on ``recurrent_kernel``, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        dropout: Input dropout rate in ``[0, 1)`` (training only; one mask per call).
+        recurrent_dropout: Dropout rate in ``[0, 1)`` on ``h_{t-1}`` in the recurrent matmul.
+        return_sequences: Return every step's output, not only the last.
+        return_state: Also return the final states.
+        go_backwards: Process the sequence from its last step to its first.
+        unroll: Unroll the time loop fully (``scan(unroll=time)``): faster for short sequences.
+        zero_output_for_mask: Output zeros (not the previous output) at masked steps.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, time, features)``.
+        training: Enables ``dropout`` and ``recurrent_dropout``.
+        mask: Optional ``(batch, time)`` booleans, False at padded steps (see the module docstring).
+        initial_state: Optional ``[h]`` (or ``h``), ``(batch, units)``; default zeros.
+
+    Returns:
+        ``(batch, units)``; ``(batch, time, units)`` with ``return_sequences``; ``[output, h]`` with ``return_state``.
+
+    Raises:
+        ValueError: Inputs not rank 3, a dropout rate outside ``[0, 1)``, or a misshapen ``mask``/``initial_state``.
     """
 
     units: int
@@ -234,6 +265,40 @@ class LSTM(_RNN):
     ``recurrent_kernel`` ``(units, 4 * units)`` and ``bias`` ``(4 * units,)``.
     ``unit_forget_bias`` initialises ``b_f`` to ones (Jozefowicz et al., 2015).
     States: ``[h, c]``.
+
+    Args:
+        units: Size of the state ``h`` (and of the output).
+        activation: ``act`` above (default ``'tanh'``).
+        recurrent_activation: ``sigma`` above, of the gates (default ``'sigmoid'``).
+        use_bias: Whether to add ``bias``.
+        kernel_initializer: Initializer of ``kernel`` (default Glorot uniform), drawn per gate block.
+        recurrent_initializer: Initializer of ``recurrent_kernel`` (default orthogonal), drawn per gate block.
+        bias_initializer: Initializer of ``bias`` (default zeros).
+        unit_forget_bias: Initialise ``b_f`` to ones, whatever ``bias_initializer``.
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        recurrent_regularizer: Penalty on ``recurrent_kernel``, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        dropout: Input dropout rate in ``[0, 1)`` (training only; one mask per call).
+        recurrent_dropout: Dropout rate in ``[0, 1)`` on ``h_{t-1}`` in the recurrent matmul.
+        return_sequences: Return every step's output, not only the last.
+        return_state: Also return the final states.
+        go_backwards: Process the sequence from its last step to its first.
+        unroll: Unroll the time loop fully (``scan(unroll=time)``): faster for short sequences.
+        zero_output_for_mask: Output zeros (not the previous output) at masked steps.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, time, features)``.
+        training: Enables ``dropout`` and ``recurrent_dropout``.
+        mask: Optional ``(batch, time)`` booleans, False at padded steps (see the module docstring).
+        initial_state: Optional ``[h, c]``, each ``(batch, units)``; default zeros.
+
+    Returns:
+        ``(batch, units)``; ``(batch, time, units)`` with ``return_sequences``; ``[output, h, c]``
+        with ``return_state``.
+
+    Raises:
+        ValueError: Inputs not rank 3, a dropout rate outside ``[0, 1)``, or a misshapen ``mask``/``initial_state``.
     """
 
     units: int
@@ -293,6 +358,39 @@ class GRU(_RNN):
     ``recurrent_kernel``. ``bias`` is ``[b; b']`` of shape ``(2, 3 * units)``
     with ``reset_after=True`` (Keras 3's default, cuDNN-compatible) and ``b``
     of shape ``(3 * units,)`` (no ``b'``) with ``reset_after=False``.
+
+    Args:
+        units: Size of the state ``h`` (and of the output).
+        activation: ``act`` above (default ``'tanh'``).
+        recurrent_activation: ``sigma`` above, of the gates (default ``'sigmoid'``).
+        use_bias: Whether to add ``bias``.
+        kernel_initializer: Initializer of ``kernel`` (default Glorot uniform), drawn per gate block.
+        recurrent_initializer: Initializer of ``recurrent_kernel`` (default orthogonal), drawn per gate block.
+        bias_initializer: Initializer of ``bias`` (default zeros).
+        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
+        recurrent_regularizer: Penalty on ``recurrent_kernel``, or ``None``.
+        bias_regularizer: Penalty on ``bias``, or ``None``.
+        dropout: Input dropout rate in ``[0, 1)`` (training only; one mask per call).
+        recurrent_dropout: Dropout rate in ``[0, 1)`` on ``h_{t-1}`` in the recurrent matmul.
+        return_sequences: Return every step's output, not only the last.
+        return_state: Also return the final states.
+        go_backwards: Process the sequence from its last step to its first.
+        unroll: Unroll the time loop fully (``scan(unroll=time)``): faster for short sequences.
+        reset_after: Apply ``r`` after the recurrent matmul (see above).
+        zero_output_for_mask: Output zeros (not the previous output) at masked steps.
+        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+
+    Call arguments:
+        inputs: Array ``(batch, time, features)``.
+        training: Enables ``dropout`` and ``recurrent_dropout``.
+        mask: Optional ``(batch, time)`` booleans, False at padded steps (see the module docstring).
+        initial_state: Optional ``[h]`` (or ``h``), ``(batch, units)``; default zeros.
+
+    Returns:
+        ``(batch, units)``; ``(batch, time, units)`` with ``return_sequences``; ``[output, h]`` with ``return_state``.
+
+    Raises:
+        ValueError: Inputs not rank 3, a dropout rate outside ``[0, 1)``, or a misshapen ``mask``/``initial_state``.
     """
 
     units: int

@@ -55,7 +55,26 @@ def _input_names(inputs: list) -> list:
 
 
 class Model(nn.Module):
-    """Keras' functional ``Model(inputs, outputs, name=None)``; see the module docstring."""
+    """Keras' functional ``Model(inputs, outputs, name=None)``; see the module docstring.
+
+    Args:
+        inputs: One ``dlkit.Input``, or a list/tuple/dict of them.
+        outputs: Symbolic tensors computed from ``inputs``: one, or a list/tuple/dict of them.
+        layer_names: The layers' names, in graph order; ``None`` (default): Keras' naming.
+
+    Call arguments:
+        inputs: Arrays structured as the model's ``inputs`` (one array; a list/tuple or a dict
+            keyed by the inputs' names; a dict for dict inputs), or symbolic tensors (the
+            model is then a layer of a bigger graph).
+        training: Passed to each layer that takes ``training``; ``None`` means False.
+
+    Returns:
+        The outputs' values, structured as ``outputs``.
+
+    Raises:
+        ValueError: ``inputs``/``outputs`` are not symbolic tensors or not ``Input`` tensors, an
+            ``Input`` appears twice; when called, data that do not match the inputs' structure or shapes.
+    """
 
     inputs: Any
     outputs: Any
@@ -107,10 +126,15 @@ class Model(nn.Module):
 
     @property
     def input_names(self) -> list:
+        """The inputs' names: a dict's sorted keys, else ``name=`` or ``input_layer``, ``input_layer_1``…"""
         return self._named_inputs()[1]
 
     def summary_input_rows(self) -> list:
-        """``(name, shape)`` of each input, for ``summary()``'s ``InputLayer`` rows."""
+        """``(name, shape)`` of each input, for ``summary()``'s ``InputLayer`` rows.
+
+        Returns:
+            A list of ``(name, shape with None batch axis)`` pairs, in flattening order.
+        """
         leaves, names = self._named_inputs()
         return list(zip(names, [t.shape for t in leaves]))
 

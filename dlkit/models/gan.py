@@ -1,4 +1,5 @@
-"""The generative adversarial network (Goodfellow et al.; DCGAN-style as in Chollet, ch. 12).
+"""The generative adversarial network (Goodfellow et al., 2014; DCGAN-style, Radford et al., 2016, as in
+Chollet, *Deep Learning with Python*, ch. 12).
 
 The generator ``G`` maps a latent vector ``z ~ N(0, I)`` to an image; the discriminator
 ``D`` gives one logit per image, "real" (1) against "generated" (0). Each batch of real
@@ -32,7 +33,25 @@ from dlkit.training.step import apply, step_rng
 
 
 class GAN(nn.Module):
-    """``generator``: ``(batch, latent_dim)`` -> images; ``discriminator``: images -> ``(batch, 1)`` logits."""
+    """A GAN (Goodfellow et al., 2014) with its own two-optimizer training step (module docstring).
+
+    ``Trainer(GAN(g, d), optimizer={'generator': ..., 'discriminator': ...}).fit(images)``; the
+    logs are ``d_loss`` and ``g_loss``. There is no ``test_step``.
+
+    Args:
+        generator: Linen module ``(batch, latent_dim) -> images``.
+        discriminator: Linen module ``images -> (batch, 1)`` logits (real: 1).
+        latent_dim: Size of the latent vector ``z ~ N(0, I)``.
+        label_noise: ``noise ~ U(0, label_noise)`` softens the discriminator's labels.
+        r1_gamma: Weight of the R1 gradient penalty on real images (0: none).
+
+    Call arguments:
+        z: Latent vectors ``(batch, latent_dim)``.
+        training: Run the generator in training mode.
+
+    Returns:
+        The generated images (at initialisation the discriminator is run too, to create its parameters).
+    """
 
     generator: nn.Module
     discriminator: nn.Module
@@ -42,15 +61,43 @@ class GAN(nn.Module):
 
     @property
     def input_shape(self) -> tuple:
+        """``(latent_dim,)``: the model's input is a latent vector."""
         return (self.latent_dim,)
 
     def generate(self, z, training: bool = False):
+        """Images from latent vectors.
+
+        Args:
+            z: Latent vectors ``(batch, latent_dim)``.
+            training: Passed to the generator if it takes it.
+
+        Returns:
+            ``generator(z)``.
+        """
         return call_with_training(self.generator, z, training)
 
     def discriminate(self, images, training: bool = False):
+        """The discriminator's logits.
+
+        Args:
+            images: Batch of images.
+            training: Passed to the discriminator if it takes it.
+
+        Returns:
+            ``discriminator(images)``, ``(batch, 1)`` logits.
+        """
         return call_with_training(self.discriminator, images, training)
 
     def generate_and_discriminate(self, z, training: bool = False):
+        """``D(G(z))``, the generator step's forward pass.
+
+        Args:
+            z: Latent vectors ``(batch, latent_dim)``.
+            training: Run both networks in training mode.
+
+        Returns:
+            The logits of the generated images.
+        """
         return self.discriminate(self.generate(z, training), training)
 
     def __call__(self, z, training: bool = False):
@@ -60,16 +107,41 @@ class GAN(nn.Module):
         return images
 
     def latents(self, key, rows: int):
+        """Draw latent vectors ``z ~ N(0, I)``.
+
+        Args:
+            key: A JAX random key.
+            rows: Number of vectors.
+
+        Returns:
+            Array ``(rows, latent_dim)``.
+        """
         return jax.random.normal(key, (rows, self.latent_dim))
 
     def generator_step(self, state, rows: int):
-        """Update G to make D call its images real; D's parameters and optimizer state are untouched."""
+        """Update G to make D call its images real; D's parameters and optimizer state are untouched.
+
+        Args:
+            state: The ``TrainState`` (one parameter group per network).
+            rows: Number of images to generate.
+
+        Returns:
+            ``(new state, L_G)``.
+        """
         z = self.latents(step_rng(state, "generator_z"), rows)
         return _update(state, "generator", ((z, jnp.ones(rows)),), "generate_and_discriminate")
 
     def discriminator_step(self, state, real):
         """Update D to tell ``real`` images from freshly generated ones: a pass over the real batch,
-        then one over the generated batch, each with its own batch statistics (DCGAN's recipe)."""
+        then one over the generated batch, each with its own batch statistics (DCGAN's recipe).
+
+        Args:
+            state: The ``TrainState``.
+            real: Batch of real images.
+
+        Returns:
+            ``(new state, L_D)`` (R1 penalty included when ``r1_gamma > 0``).
+        """
         rows = real.shape[0]
         z = self.latents(step_rng(state, "discriminator_z"), rows)
         fake = jax.lax.stop_gradient(apply(state, z, method="generate", rng=step_rng(state, "fake")).outputs)
@@ -79,7 +151,15 @@ class GAN(nn.Module):
         return _update(state, "discriminator", passes, "discriminate", penalty)
 
     def r1_penalty(self, state, real):
-        """``params -> (r1_gamma / 2) * mean over real images of ||d D(x) / d x||^2`` (D in training mode)."""
+        """The R1 penalty (Mescheder et al., 2018) as a function of D's parameters.
+
+        Args:
+            state: The ``TrainState``.
+            real: Batch of real images.
+
+        Returns:
+            ``params -> (r1_gamma / 2) * mean over real images of ||d D(x) / d x||^2`` (D in training mode).
+        """
         def penalty(params):
             def total_logit(x):
                 return apply(state, x, {**state.params, "discriminator": params}, method="discriminate",
@@ -89,6 +169,15 @@ class GAN(nn.Module):
         return penalty
 
     def train_step(self, state, batch):
+        """A generator update, then a discriminator update (the ``Trainer``'s step contract).
+
+        Args:
+            state: The ``TrainState``.
+            batch: A ``Batch`` whose ``x`` are real images (``y`` is not used).
+
+        Returns:
+            ``(new state, {'d_loss': L_D, 'g_loss': L_G})``.
+        """
         state, g_loss = self.generator_step(state, batch.x.shape[0])
         state, d_loss = self.discriminator_step(state, batch.x)
         return state, {"d_loss": d_loss, "g_loss": g_loss}

@@ -34,6 +34,13 @@ def shift_right(targets, start_token: int):
     """``[start_token, y_0, ..., y_{T-2}]`` per row of ``targets (B, T)``: the teacher-forcing decoder input.
 
     Numpy in, numpy out (for preparing data); jax arrays otherwise.
+
+    Args:
+        targets: Token array ``(B, T)``.
+        start_token: The token put in front.
+
+    Returns:
+        Array ``(B, T)`` of ``targets``' dtype.
     """
     xp = np if isinstance(targets, np.ndarray) else jnp
     start = xp.full((targets.shape[0], 1), start_token, targets.dtype)
@@ -51,6 +58,15 @@ def greedy_decode(predict_fn: Callable, encoder_inputs: Any, start_token: int, l
 
     Traceable: call it inside ``jax.jit`` (``greedy_decoder`` does) so the
     loop body is compiled once.
+
+    Args:
+        predict_fn: ``(encoder_inputs, decoder_inputs) -> scores (B, length, vocabulary)``, causal.
+        encoder_inputs: The source, a pytree of arrays with the batch axis first.
+        start_token: The token that starts every decoder input.
+        length: Number of tokens to decode.
+
+    Returns:
+        The decoded tokens, int32 ``(B, length)``.
     """
     batch = jax.tree.leaves(encoder_inputs)[0].shape[0]
 
@@ -74,6 +90,14 @@ def greedy_decoder(model, start_token: int, length: int) -> Callable:
     decoded with ``greedy_decode``. Pass ``trainer.state.variables``; a new
     batch shape compiles once more. For other calling conventions, wrap the
     model in a ``predict_fn`` and call ``greedy_decode`` directly.
+
+    Args:
+        model: A Linen module called as ``model((encoder_inputs, decoder_inputs))``.
+        start_token: The token that starts every decoder input.
+        length: Number of tokens to decode.
+
+    Returns:
+        The jitted function ``decode(variables, encoder_inputs) -> int32 tokens (B, length)``.
     """
     kwargs = {"training": False} if accepts_training(model) else {}
 

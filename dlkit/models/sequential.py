@@ -13,7 +13,14 @@ from dlkit.symbolic import Input  # noqa: F401  (re-exported: ``from dlkit.model
 
 
 def keras_name(layer: Any) -> str:
-    """``Dense`` -> ``dense``; a plain Linen module ``MyBlock`` -> ``my_block``."""
+    """The Keras name of a layer's type: ``Dense`` -> ``dense``; a plain Linen module ``MyBlock`` -> ``my_block``.
+
+    Args:
+        layer: A layer or any Linen module.
+
+    Returns:
+        Its class's ``keras_name``, else the class name in snake case.
+    """
     name = getattr(type(layer), "keras_name", None)
     if name:
         return name
@@ -22,7 +29,17 @@ def keras_name(layer: Any) -> str:
 
 def unique_names(layers: Sequence[Any]) -> list[str]:
     """Keras' naming: ``dense``, ``dense_1``, ``dense_2``…; a user-given ``name=`` is kept
-    (and an automatic name skips the names users gave)."""
+    (and an automatic name skips the names users gave).
+
+    Args:
+        layers: The layers, in order.
+
+    Returns:
+        One unique name per layer, in order.
+
+    Raises:
+        ValueError: Two layers were given the same ``name=``.
+    """
     given = [getattr(layer, "name", None) for layer in layers]
     repeated = sorted({n for n in given if n and given.count(n) > 1})
     if repeated:
@@ -46,9 +63,30 @@ def unique_names(layers: Sequence[Any]) -> list[str]:
 
 
 class Sequential(nn.Module):
-    """Apply ``layers`` in order (Keras ``Sequential``); any Linen module may be a layer.
+    """Keras' ``Sequential``: apply ``layers`` in order; any Linen module may be a layer.
 
     ``Sequential([Input((28, 28, 1)), Conv2D(32, 3, activation='relu'), ...])``
+
+    Layers are named as Keras names them (``conv2d``, ``dense``, ``dense_1``... or their
+    ``name=``), and those names key the parameters. A layer with ``compute_mask`` (an
+    ``Embedding(mask_zero=True)``) passes its mask, as ``mask=``, to the later layers whose
+    ``call`` takes one, until such a layer returns no sequence.
+
+    Args:
+        layers: The layers; the first may be an ``Input(shape)``, which declares the sample shape.
+        layer_names: The layers' names; ``None`` (default): derived from ``layers``.
+
+    Call arguments:
+        inputs: The batch for the first layer (or a symbolic tensor: the model is then a layer
+            of a functional graph).
+        training: Passed to each layer that takes ``training``; ``None`` means False.
+
+    Returns:
+        The last layer's output (a symbolic tensor for symbolic inputs).
+
+    Raises:
+        ValueError: An ``Input`` that is not first, a model without layers (when called), or two
+            layers with the same ``name=``.
     """
 
     layers: Sequence[Any] = ()
@@ -71,7 +109,14 @@ class Sequential(nn.Module):
         super().__post_init__()
 
     def add(self, layer) -> None:
-        """Append a layer (Keras ``model.add``); only before the model is trained."""
+        """Append a layer (Keras ``model.add``); only before the model is trained.
+
+        Args:
+            layer: A layer or Linen module; an ``Input(shape)`` only while the model is empty.
+
+        Raises:
+            ValueError: An ``Input`` added to a non-empty model, or a duplicate ``name=``.
+        """
         if isinstance(layer, Input):
             if self.layers:
                 raise ValueError("Input(...) may only be added to an empty Sequential.")

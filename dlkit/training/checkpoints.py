@@ -83,3 +83,17 @@ def restore(directory: str, epoch: int, target: dict) -> dict:
     restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()
     return restored.state
+
+
+def save_state(directory: str, state: TrainState, epoch: int, sample_shape, weights_only: bool = False) -> None:
+    """Save a trainer's state (or its weights only) as the checkpoint for ``epoch``, with the
+    sample shape that a fresh trainer needs to build the model before restoring."""
+    meta = {"epoch": epoch, "weights_only": weights_only, "sample_shape": encode_shape(sample_shape)}
+    save(directory, epoch, to_tree(state, weights_only), meta)
+
+
+def restore_state(directory: str, epoch: int, state: TrainState, meta: dict) -> TrainState:
+    """``state`` with the parts saved for ``epoch`` restored (the weights only, for a
+    weights-only checkpoint)."""
+    target = to_tree(state, meta.get("weights_only", False))
+    return from_tree(state, restore(directory, epoch, target))

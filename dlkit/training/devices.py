@@ -85,3 +85,21 @@ def default_compiler_options(backend: str) -> dict:
         if _accepted(backend, items):
             return dict(items)
     return {}
+
+
+def split(batch, mesh: Mesh):
+    """Split a batch across the devices along its batch axis (inside a jitted program).
+
+    A batch whose size does not divide by the number of devices runs on each device whole:
+    padding it would change what batch normalization sees.
+
+    Args:
+      batch: a pytree of arrays, batch axis first.
+      mesh: the devices.
+
+    Returns:
+      ``batch`` under a sharding constraint.
+    """
+    rows = jax.tree.leaves(batch)[0].shape[0]
+    sharding = batch_sharded(mesh) if rows % mesh.size == 0 else replicated(mesh)
+    return jax.lax.with_sharding_constraint(batch, sharding)

@@ -1,50 +1,53 @@
-"""The step contract, its helpers, and the supervised step built on them.
+"""The step contract and the helpers a step is written with.
 
 A *train step* is a pure function ``(state, batch) -> (state, logs)``; a *test
 step* (Keras' word) is ``(state, batch) -> logs``. ``state`` is a ``TrainState``;
-``batch`` is a ``Batch(x, y, sample_weight, mask)``; ``logs`` is a dict of scalar
-means over the batch's real rows. ``Trainer`` runs any such step in its loop
-(devices, callbacks, checkpoints, History): it increments ``state.step`` after each
-call and weights each batch's logs by its number of real rows, so an epoch's logs
-are exact means. Pass one as ``Trainer(model, train_step=..., test_step=...)``, or
-define ``train_step(self, state, batch)`` / ``test_step`` on the model's class.
+``batch`` is a ``Batch(x, y, sample_weight, mask)``; ``logs`` is a dict whose
+values are scalars, each the mean over the batch's real rows, or
+``dlkit.metrics.MetricState``s (``metric.measure(y, y_pred, mask=batch.mask)``),
+for metrics such as AUC that an epoch mean of batch values cannot give.
+
+``Trainer`` runs any such step in its loop (devices, callbacks, checkpoints,
+History): it increments ``state.step`` after each call, takes each scalar log as a
+``Mean`` over the batch's real rows and merges every log's state over the epoch,
+so an epoch's logs are exact. Pass one as ``Trainer(model, train_step=...,
+test_step=...)``, or define ``train_step(self, state, batch)`` / ``test_step`` on
+the model's class.
 
 ``mask`` is 1 for real rows and 0 for rows that pad a short last batch. A step that
 uses it (weights every per-row term by it, as ``masked_mean`` does) may run padded
-batches: the supervised step does. Other steps get short batches of their own size.
+batches: the supervised step (``supervised.py``) does. Other steps get short
+batches of their own size.
 
-Helpers for the common parts: ``step_rng`` (this step's random key), ``apply`` (the
-model with mutable collections, the ``'dropout'`` stream and the added losses),
-``masked_mean``, and ``TrainState.apply_gradients`` (the optimizer update, per
-parameter group when there are several optimizers).
-
-The supervised step differentiates
-
-    loss = sum_i m_i * w_i * l(y_i, f(x_i)) / sum_i m_i  +  sum(added losses)
-
-(summed over the outputs with their ``loss_weights``, see ``objective.py``) where
-the added losses are the ``'losses'`` collection (weight penalties and other
-``add_loss`` terms).
+Helpers: ``step_rng`` (this step's random key), ``apply`` (the model with mutable
+collections, the ``'dropout'`` stream and the added losses), ``masked_mean``, and
+``TrainState.apply_gradients`` (the optimizer update, per parameter group when there
+are several optimizers).
 """
 from __future__ import annotations
 
-import inspect
 import zlib
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from dlkit import freezing
+from dlkit.calling import accepts_training
 from dlkit.layers.base import LOSSES
-from dlkit.training.objective import Objective
+from dlkit.metrics import MetricState, mean_of
+from dlkit.training.freezing import inference_where_frozen
 from dlkit.training.state import TrainState
-
-COUNT = "_count"
 
 
 class Batch(NamedTuple):
-    """One batch as steps see it; ``sample_weight`` and ``mask`` have one entry per row."""
+    """One batch as steps see it.
+
+    Attributes:
+      x: the inputs (an array, or a tuple/dict of arrays), batch axis first.
+      y: the targets, batch axis first.
+      sample_weight: one weight per row (ones unless ``sample_weight``/``class_weight`` is given).
+      mask: one 0/1 per row, 0 for rows that only pad a short last batch.
+    """
 
     x: Any
     y: Any
@@ -53,9 +56,14 @@ class Batch(NamedTuple):
 
 
 class Applied(NamedTuple):
-    """What ``apply`` returns: the outputs, the updated non-parameter collections
-    (``batch_stats``; empty in inference), the sum of the added losses, and the
-    ``'losses'`` collection itself (each ``add_loss`` term by its module path and name)."""
+    """What ``apply`` returns.
+
+    Attributes:
+      outputs: the model's outputs.
+      model_state: the updated non-parameter collections (``batch_stats``; empty in inference).
+      added_loss: the sum of the ``add_loss`` terms (weight penalties and others).
+      losses: the ``'losses'`` collection itself (each ``add_loss`` term by module path and name).
+    """
 
     outputs: Any
     model_state: dict
@@ -64,8 +72,15 @@ class Applied(NamedTuple):
 
 
 def step_rng(state: TrainState, name: Optional[str] = None) -> jax.Array:
-    """This step's random key: a function of the state's key and step count (and ``name``,
-    for a second independent stream), so a restored state draws the same numbers."""
+    """This step's random key, ``fold_in(state.rng, state.step)``.
+
+    Args:
+      state: the training state.
+      name: ``None``, or a name for a second independent stream (folded in as its CRC32).
+
+    Returns:
+      A key that is a function of the state alone, so a restored state draws the same numbers.
+    """
     key = jax.random.fold_in(state.rng, state.step)
     if name is not None:
         key = jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
@@ -74,18 +89,30 @@ def step_rng(state: TrainState, name: Optional[str] = None) -> jax.Array:
 
 def apply(state: TrainState, x, params=None, training: bool = True, rng: Optional[jax.Array] = None,
           method: Any = None, **kwargs) -> Applied:
-    """Run ``state.apply_fn`` on ``x`` with ``params`` (default ``state.params``).
+    """Run the model, ``state.apply_fn``, on ``x``.
 
-    In training, every non-parameter collection is mutable and returned updated, and
-    ``rng`` (default ``step_rng(state)``) feeds the ``'dropout'`` stream. ``training``
-    is passed to modules (or ``method``) that accept it; freezing rules apply.
+    In training every non-parameter collection is mutable and returned updated; the
+    freezing rules hold (frozen batch normalization runs in inference mode).
+
+    Args:
+      state: the training state (its ``apply_fn``, ``model_state`` and freezing rules).
+      x: the model's inputs.
+      params: the parameters to run with (default ``state.params``; pass the traced ones
+        inside a loss function).
+      training: Keras' training flag, passed to a model (or ``method``) that accepts it.
+      rng: the key of the ``'dropout'`` stream (default ``step_rng(state)``).
+      method: ``None`` for ``__call__``, or another method of the model (Flax's ``method=``).
+      **kwargs: further arguments of the model's call.
+
+    Returns:
+      ``Applied(outputs, model_state, added_loss, losses)``.
     """
     params = state.params if params is None else params
     rng = step_rng(state) if rng is None else rng
     mutable = [LOSSES, *state.model_state.keys()] if training else [LOSSES]
-    if _accepts_training(state.apply_fn, method):
+    if getattr(state.apply_fn, "__self__", None) is not None and accepts_training(state.apply_fn, method):
         kwargs["training"] = training
-    with freezing.active(state.frozen):
+    with inference_where_frozen(state.frozen):
         outputs, updates = state.apply_fn({"params": params, **state.model_state}, x, rngs={"dropout": rng},
                                           mutable=mutable, method=method, **kwargs)
     updates = dict(updates)
@@ -94,79 +121,100 @@ def apply(state: TrainState, x, params=None, training: bool = True, rng: Optiona
     return Applied(outputs, updates, total, losses)
 
 
-def _accepts_training(apply_fn: Callable, method: Any) -> bool:
-    module = getattr(apply_fn, "__self__", None)
-    if module is None:
-        return False
-    function = type(module).__call__ if method is None else (
-        getattr(type(module), method) if isinstance(method, str) else method)
-    try:
-        params = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """The mean of per-row ``values`` over the real rows (``mask`` 1)."""
+    """``sum_i m_i v_i / sum_i m_i``: the mean of per-row ``values`` over the real rows.
+
+    Args:
+      values: one value per row.
+      mask: the batch's mask (1 for real rows).
+
+    Returns:
+      A scalar (0 for a batch without real rows).
+    """
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def _means(loss_value, sums: dict, mask) -> dict:
-    count = jnp.maximum(jnp.sum(mask), 1.0)
-    return {"loss": loss_value, **{k: v / count for k, v in sums.items()}}
-
-
-def make_train_step(objective: Objective) -> Callable:
-    """The supervised train step: fit ``f(x)`` to ``y`` under ``objective``."""
-
-    def train_step(state: TrainState, batch: Batch):
-        def loss_fn(params):
-            out = apply(state, batch.x, params, training=True)
-            data_loss, sums = objective(batch.y, out.outputs, batch.sample_weight, batch.mask)
-            return data_loss + out.added_loss, (sums, out.model_state)
-
-        (loss_value, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads).replace(model_state={**state.model_state, **updates})
-        return state, _means(loss_value, sums, batch.mask)
-
-    return train_step
-
-
-def make_test_step(objective: Objective) -> Callable:
-    """The supervised test step: the same loss and metrics in inference mode."""
-
-    def test_step(state: TrainState, batch: Batch):
-        out = apply(state, batch.x, training=False, rng=state.rng)
-        data_loss, sums = objective(batch.y, out.outputs, batch.sample_weight, batch.mask)
-        return _means(data_loss + out.added_loss, sums, batch.mask)
-
-    return test_step
-
-
-def counted_train(train_step: Callable) -> Callable:
-    """``train_step`` that also counts the step and turns its logs into sums (``COUNT`` rows)."""
-
-    def run(state: TrainState, batch: Batch):
-        state, logs = train_step(state, batch)
-        return state.replace(step=state.step + 1), _sums(logs, batch.mask)
-
-    return run
-
-
-def counted_test(test_step: Callable) -> Callable:
-    def run(state: TrainState, batch: Batch):
-        return state, _sums(test_step(state, batch), batch.mask)
-
-    return run
-
-
-def _sums(logs: dict, mask) -> dict:
+def as_metric_states(logs: dict, mask) -> dict:
+    """A step's logs with every scalar (a batch mean over real rows) as a ``Mean`` state
+    weighted by the number of real rows, so merged over an epoch it is the mean over rows."""
     count = jnp.sum(mask)
-    return {**{k: jnp.asarray(v, jnp.float32) * count for k, v in logs.items()}, COUNT: count}
+    return {k: v if isinstance(v, MetricState) else mean_of(v, count) for k, v in logs.items()}
 
 
-def means(totals: dict) -> dict:
-    """Turn summed totals into per-sample means (the logs Keras shows)."""
-    count = totals[COUNT]
-    return {k: v / count for k, v in totals.items() if k != COUNT}
+def counted(step: Callable, train: bool) -> Callable:
+    """The step as the loop runs it: ``(state, batch) -> (state, states)``, ``state.step``
+    incremented after a train step, the logs as metric states (``as_metric_states``)."""
+
+    def run(state: TrainState, batch: Batch):
+        if not train:
+            return state, as_metric_states(step(state, batch), batch.mask)
+        state, logs = step(state, batch)
+        return state.replace(step=state.step + 1), as_metric_states(logs, batch.mask)
+
+    return run
+
+
+def log_specs(step: Callable, train: bool, state: TrainState, batch_spec: Batch) -> dict:
+    """Trace ``step`` once, abstractly, on a batch of this shape and check it follows the contract.
+
+    Returns:
+      The abstract metric states of its logs (``jax.eval_shape`` of ``counted(step)``), in the
+      order the step returns them.
+
+    Raises:
+      TypeError: if the step does not return ``(state, logs)`` (``logs`` for a test step) with
+        ``logs`` a dict of scalars or metric states.
+    """
+    kind, returns = ("train_step", "(state, logs)") if train else ("test_step", "logs")
+    order = []  # the step's own key order (jax.eval_shape returns dicts with sorted keys)
+
+    def checked(state, batch):
+        result = step(state, batch)
+        pair = isinstance(result, tuple) and len(result) == 2
+        logs = (result[1] if pair else None) if train else result
+        if not isinstance(logs, dict) or not all(isinstance(v, MetricState) or jnp.shape(v) == ()
+                                                 for v in logs.values()):
+            raise TypeError(f"{kind} must return {returns} with logs a dict of scalars (batch means) or "
+                            f"metric states, e.g. {{'loss': loss}}; got {jax.tree.map(jnp.shape, result)!r}.")
+        order.extend(logs)
+        return result
+
+    _, specs = jax.eval_shape(counted(checked, train), state, batch_spec)
+    return {k: specs[k] for k in order}
+
+
+def empty_logs(specs: dict) -> dict:
+    """Each log's metric state before any batch, at the full shape of a batch's state.
+
+    Args:
+      specs: a step's logs as metric states (abstract ones, from ``jax.eval_shape``, will do).
+
+    Returns:
+      ``metric.init()`` of each, broadcast to the shapes of ``specs`` (a per-class state's
+      size is known only from the data), so the epoch's running totals keep one shape.
+    """
+    def empty(spec: MetricState) -> MetricState:
+        state = jax.tree.map(lambda i, s: jnp.broadcast_to(jnp.asarray(i, s.dtype), s.shape),
+                             spec.metric.init(), spec.state)
+        return MetricState(spec.metric, state)
+
+    return {k: empty(v) for k, v in specs.items()}
+
+
+def merge_logs(totals: dict, logs: dict) -> dict:
+    """Running totals with one more batch's metric states merged in, log by log."""
+    return {k: totals[k].merge(logs[k]) for k in totals}
+
+
+def log_values(logs: dict) -> dict:
+    """Logs as values: each metric state's result; scalars as they are."""
+    return {k: v.result() if isinstance(v, MetricState) else v for k, v in logs.items()}
+
+
+def as_batch(batch) -> Batch:
+    """A ``Batch`` as it is, or ``(x, y)`` / ``(x, y, sample_weight)`` as a ``Batch`` of real rows."""
+    if isinstance(batch, Batch):
+        return batch
+    x, y, *weight = tuple(batch)
+    ones = jnp.ones(len(jax.tree.leaves(x)[0]), jnp.float32)
+    return Batch(x, y, weight[0] if weight else ones, ones)

@@ -1,16 +1,28 @@
 """``Trainer``: Keras' ``compile``/``fit``/``evaluate``/``predict`` over pure jitted steps.
 
-How an epoch runs: the training data is placed on the devices once; each
-epoch's sample order is drawn from the state (its RNG and step count); one
-compiled program runs ``steps_per_execution`` batches (gathered on the device
-by index, split across devices along the batch axis) and adds their loss and
-metric sums into on-device totals. The host syncs once per epoch, to read
-those totals. A short last batch is never dropped: it runs masked in the
-full-batch program when that is exact, else in its own program, compiled once.
-An iterable of batches runs batch by batch through the same steps.
+Follow one batch through ``fit``, top to bottom in this file:
+
+1. ``fit`` turns ``x, y`` into checked numpy arrays (``data.py``), builds the
+   ``TrainState`` from one sample (``build``), binds the pure steps (``_bind``: the
+   supervised step of ``supervised.py``, or the model's own ``train_step``) and places
+   the data on the devices once (``_on_device``).
+2. Each epoch (``_run_arrays``) draws its sample order from the state (its RNG and
+   step count, so a restored state shuffles as the original would) and runs compiled
+   programs (``_chunk_program``) of ``steps_per_execution`` batches each. A program
+   gathers every batch on the devices by index, splits it across them along the
+   batch axis, calls the step ``(state, batch) -> (state, logs)`` and merges the
+   logs, which are metric states (``dlkit.metrics``), into on-device running totals.
+3. The host syncs once per epoch: ``_read`` computes every metric's result on the
+   device and fetches them. Validation runs the test step the same way.
+
+A short last batch is never dropped: it runs masked in the full-batch program when
+that is exact, else in its own program, compiled once. An iterable of batches
+(``_run_stream``) runs batch by batch through the same steps. Programs are cached
+by kind and shape, so an epoch after the first compiles nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Sequence
 
@@ -19,58 +31,92 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlkit import losses as losses_lib
-from dlkit import optimizers
+from dlkit import optimizers, summary
 from dlkit.callbacks import CallbackList, History, ProgbarLogger
 from dlkit.callbacks.base import LazyLogs
-from dlkit.layers.base import LOSSES, accepts_training
+from dlkit.calling import accepts_training
+from dlkit.layers.base import LOSSES
+
+from dlkit.training import checkpoints, supervised, weights
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
-from dlkit.training import weights_io
-from dlkit.training.state import TrainState
-from dlkit.training.weights import WeightsMixin
-from dlkit.training.binding import StepsMixin
-from dlkit.training.programs import Programs
-from dlkit.training.step import Batch, means
+from dlkit.training import freezing, interrupts
+from dlkit.training import step as step_lib
+from dlkit.training.state import TrainState, hashable, init_optimizer
+from dlkit.training.step import Batch
 
-# Steps per compiled program (Keras' ``steps_per_execution``). On the 2-core CPU,
-# 4-8 unrolled steps ran no faster than one (the CNN epoch: 0.86-0.89 s either
-# way) but compiled 1.5-2x longer, so the CPU runs one step per dispatch.
-# Accelerators, where each dispatch costs more, default to 8 (not measured here).
+# Steps per compiled program (Keras' ``steps_per_execution``). On a CPU, several
+# unrolled steps per program run no faster than one but compile longer; on an
+# accelerator each dispatch costs more, so several steps share one.
 _STEPS_PER_EXECUTION = {"cpu": 1}
 _DEFAULT_STEPS_PER_EXECUTION = 8
 
 
-class Trainer(StepsMixin, WeightsMixin):
-    """Train, evaluate and run a Flax Linen module with Keras' words.
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Steps:
+    """The pure steps a Trainer runs and the empty metric state of each log, in log order."""
 
-    ``Trainer(model, optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])``
+    train: Callable
+    test: Optional[Callable]
+    train_logs: dict
+    test_logs: dict
+
+
+class Trainer:
+    """Keras' ``compile`` + ``fit``/``evaluate``/``predict`` for a Flax Linen module.
+
+    ``Trainer(model, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])``
     takes the arguments of Keras' ``compile``. ``trainer.state`` is the explicit
-    ``TrainState``; ``trainer.train_step(state, batch)`` the pure step.
+    ``TrainState`` (params, other collections, optimizer state, step, RNG);
+    ``trainer.train_step(state, batch)`` is the jitted pure step the loop runs.
 
-    A model family with its own training recipe (a VAE, a GAN) brings its own pure
-    steps: ``Trainer(model, train_step=fn, test_step=fn)``, or ``train_step(self, state,
-    batch)`` / ``test_step`` defined on the model's class, as Keras users override
-    ``train_step`` (the contract is in ``dlkit.training.step``). ``optimizer`` may then
-    be a dict giving each top-level parameter group its own optimizer.
+    A model family with its own training recipe (a VAE, a GAN) brings its own pure steps,
+    ``train_step(self, state, batch)`` / ``test_step`` on the model's class as Keras users
+    override them, or ``Trainer(model, train_step=fn, test_step=fn)``; the contract is in
+    ``dlkit.training.step``.
+
+    Args:
+      model: any Flax Linen module (``dlkit.Sequential``, ``dlkit.Model``, your own).
+      optimizer: a name (``"adam"``, ``"sgd"``, ``"rmsprop"`` …), a ``dlkit.optimizers``
+        constructor's result or any optax ``GradientTransformation``; with a custom step,
+        also a dict giving each top-level parameter group its own optimizer. Default
+        ``"rmsprop"``, as Keras.
+      loss: a loss name, ``dlkit.losses`` object or function ``(y_true, y_pred)``; for several
+        outputs, a list or a dict keyed by output name. Not needed with a custom step.
+      metrics: metric names, ``dlkit.metrics`` objects or functions; for several outputs, a
+        list of lists or a dict keyed by output name. They ignore sample weights, as in Keras.
+      loss_weights: for several outputs, a list or dict of the factors of each output's loss.
+      weighted_metrics: as ``metrics``, weighted by ``sample_weight`` / ``class_weight``.
+      seed: the seed of every random draw (initial weights, dropout, shuffling).
+      input_shape: the shape of one sample (or a tuple/dict of them), to build the model
+        before it sees data; taken from the model (``Input``, ``input_shape=``) by default.
+      steps_per_execution: batches per compiled program (Keras' word); ``"auto"`` is 1 on
+        CPU and 8 on accelerators.
+      compiler_options: XLA options for the training programs; ``None`` takes dlkit's
+        per-backend defaults (``dlkit.training.devices``), ``{}`` XLA's own.
+      devices: the devices to split batches over (default: every local device).
+      pad_last_batch: run a short last batch padded and masked in the full-batch program
+        (``True``), or in its own program (``False``); ``None`` chooses: padded unless the
+        model keeps batch statistics, which would see the padding rows.
+      train_step: a pure ``(state, batch) -> (state, logs)`` replacing the supervised step.
+      test_step: a pure ``(state, batch) -> logs`` for ``evaluate`` and validation.
+
+    Raises:
+      ValueError: for an unknown loss name, or a ``test_step`` without a ``train_step``.
     """
 
     def __init__(self, model, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
-                 loss_weights: Any = None, seed: int = 0, input_shape: Optional[Sequence[int]] = None,
-                 steps_per_execution: Any = "auto", compiler_options: Optional[dict] = None,
-                 devices: Optional[list] = None, pad_last_batch: Optional[bool] = None,
-                 train_step: Optional[Callable] = None, test_step: Optional[Callable] = None):
+                 loss_weights: Any = None, weighted_metrics: Optional[Sequence] = None, seed: int = 0,
+                 input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
+                 compiler_options: Optional[dict] = None, devices: Optional[list] = None,
+                 pad_last_batch: Optional[bool] = None, train_step: Optional[Callable] = None,
+                 test_step: Optional[Callable] = None):
         self.model = model
         self._custom_train = train_step or getattr(model, "train_step", None)
         self._custom_test = test_step or getattr(model, "test_step", None)
         if self._custom_test is not None and self._custom_train is None:
             raise ValueError("A test_step needs its train_step: pass train_step= as well (or define both on the "
                              "model's class).")
-        self.tx = optimizers.get(optimizer)
-        for each in (loss.values() if isinstance(loss, dict) else [loss]):
-            if each is not None or self._custom_train is None:
-                losses_lib.get(each)  # unknown names fail here, listing the valid ones
-        self.loss, self.loss_weights = loss, loss_weights
-        self.metric_ids = metrics if isinstance(metrics, dict) else list(metrics or [])
         self.seed = seed
         self.mesh = devices_lib.make_mesh(devices)
         backend = self.mesh.devices.flat[0].platform
@@ -79,29 +125,64 @@ class Trainer(StepsMixin, WeightsMixin):
         self.compiler_options = devices_lib.default_compiler_options(backend) if compiler_options is None \
             else dict(compiler_options)
         self.pad_last_batch = pad_last_batch
-        self.stop_training = False
+        self.stop_training = False  # a callback sets it to end fit after this epoch
         self.epoch = 0  # epochs completed, saved with checkpoints
-        self._restored_epoch: Optional[int] = None
         self.state: Optional[TrainState] = None
-        self._pass_training = accepts_training(model)
-        self._objective = None
-        self.programs = Programs(lambda v, x, method: self._apply(v, x, False, method), self.mesh,
-                                 self.compiler_options)
+        self.traces = 0  # programs traced so far; each trace is one compilation
+        self.tx, self.loss, self.loss_weights, self.metric_ids, self.weighted_metric_ids = None, None, None, [], []
+        self._steps: Optional[_Steps] = None  # bound on first use (``_bind``)
+        self._objective: Optional[supervised.Objective] = None  # the supervised step's losses and metrics
+        self._programs: dict = {}  # compiled programs by kind and shape
+        self._public: dict = {}  # the jitted ``train_step`` / ``test_step`` handed to users
+        self._outputs: dict = {}  # the model's abstract outputs per input signature
         self._sample_shape = None
-        self._checked: dict = {}
+        self._weight_order: list = []
+        self._restored_epoch: Optional[int] = None
+        self._interrupt = interrupts.NONE
+        self.compile(optimizer, loss, metrics, loss_weights, weighted_metrics)
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
         if shape is not None:  # one sample shape, or a tuple/list/dict of them (a multi-input model)
-            self.build(jax.tree.map(lambda s: np.zeros((1, *s), np.float32), shape, is_leaf=lambda s: isinstance(
-                s, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in s)))
+            self.build(weights.zeros_batch(shape))
 
-    # ------------------------------------------------------------------ building
+    # ------------------------------------------------------------------ compile, build, bind
+    def compile(self, optimizer: Any = None, loss: Any = None, metrics: Optional[Sequence] = None,
+                loss_weights: Any = None, weighted_metrics: Optional[Sequence] = None) -> None:
+        """Keras' (re-)``compile``: a new optimizer (with a fresh state), loss or metrics; weights kept.
+
+        Args:
+          optimizer: as in ``Trainer``; ``None`` keeps the current one (its state restarts).
+          loss: as in ``Trainer``; ``None`` keeps the current one.
+          metrics: as in ``Trainer``; ``None`` keeps the current ones.
+          loss_weights: as in ``Trainer``; ``None`` keeps the current ones.
+          weighted_metrics: as in ``Trainer``; ``None`` keeps the current ones.
+        """
+        if optimizer is not None:
+            self.tx = optimizers.get(optimizer)
+        for each in (loss.values() if isinstance(loss, dict) else [loss]):
+            if each is not None:
+                losses_lib.get(each)  # unknown names fail here, listing the valid ones
+        if any(v is not None for v in (loss, metrics, loss_weights, weighted_metrics)) or self._steps is None:
+            self.loss = self.loss if loss is None else loss
+            self.loss_weights = self.loss_weights if loss_weights is None else loss_weights
+            self.metric_ids = self.metric_ids if metrics is None else _as_list(metrics)
+            self.weighted_metric_ids = self.weighted_metric_ids if weighted_metrics is None \
+                else _as_list(weighted_metrics)
+            self._steps, self._programs = None, {}
+        self._public = {}
+        if self.state is not None:
+            self._restart_optimizer(self.state.frozen)
+
     def build(self, sample_x) -> None:
-        """Initialise the variables from one sample batch (done by fit/evaluate/predict if needed)."""
+        """Create the variables from one sample batch (``fit``/``evaluate``/``predict`` do it if needed).
+
+        Args:
+          sample_x: inputs with a batch axis (only the first row is used).
+        """
         if self.state is not None:
             return
         sample = jax.tree.map(lambda a: np.asarray(a[:1]), sample_x)
         self._sample_shape = jax.tree.map(lambda a: a.shape[1:], sample)
-        kwargs = {"training": False} if self._pass_training else {}
+        kwargs = {"training": False} if accepts_training(self.model) else {}
         order = []
 
         def initial_state(seed, sample):
@@ -109,7 +190,7 @@ class Trainer(StepsMixin, WeightsMixin):
             variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng}, sample, **kwargs))
             variables.pop(LOSSES, None)
             variables.pop("intermediates", None)
-            order.append(weights_io.keras_order(variables))  # creation order, before jit sorts the keys
+            order.append(weights.keras_order(variables))  # creation order, before jit sorts the keys
             return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply)
 
         # One compiled program: cheaper than running each initializer eagerly.
@@ -117,37 +198,176 @@ class Trainer(StepsMixin, WeightsMixin):
         self.state = init(np.uint32(self.seed), sample)
         self._weight_order = order[0]
 
-    def _apply(self, variables, x, training: bool, method=None):
-        kwargs = {"training": training} if self._pass_training and method is None else {}
+    def _bind(self, x, y) -> _Steps:
+        """The steps this trainer runs, bound on first use: the model's own steps, or the supervised
+        step for the compiled loss and metrics on the model's outputs. Checks ``y`` fits the outputs."""
+        if self._steps is None:
+            if self._custom_train is not None:
+                rows = jax.tree.leaves(x)[0].shape[0]
+                y_spec = np.zeros(rows, np.float32) if y is None else y
+                spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *np.shape(a)[1:]), np.asarray(a).dtype),
+                                    Batch(x, y_spec, np.ones(1, np.float32), np.ones(1, np.float32)))
+                train, test = self._custom_train, self._custom_test
+                train_logs = step_lib.empty_logs(step_lib.log_specs(train, True, self.state, spec))
+                test_logs = step_lib.empty_logs(step_lib.log_specs(test, False, self.state, spec)) if test else {}
+            else:
+                objective = supervised.build(self._model_outputs(x), y, self.loss, self.loss_weights, self.metric_ids,
+                                             self.weighted_metric_ids)
+                train, test = supervised.make_train_step(objective), supervised.make_test_step(objective)
+                train_logs = test_logs = step_lib.empty_logs(objective.log_specs(y, self._model_outputs(x)))
+                self._objective = objective
+            self._steps = _Steps(train, test, _on_host(train_logs), _on_host(test_logs))
+        if self._custom_train is None and y is not None:
+            supervised.check(self._objective, y, self._model_outputs(x))
+        return self._steps
+
+    def _model_outputs(self, x):
+        """The model's abstract outputs for inputs shaped like ``x`` (traced once per signature)."""
+        leaves, structure = jax.tree.flatten(x)
+        signature = (structure, tuple((a.shape[1:], a.dtype) for a in leaves))
+        if signature not in self._outputs:
+            two = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype), x)
+            self._outputs[signature] = jax.eval_shape(lambda v, s: self._forward(v, s), self.state.variables, two)
+        return self._outputs[signature]
+
+    def _forward(self, variables, x, method=None):
+        """The model in inference mode (``predict``)."""
+        kwargs = {"training": False} if method is None and accepts_training(self.model) else {}
         out, _ = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)}, mutable=[LOSSES],
                                   method=method, **kwargs)
         return out
 
-    def _on_device(self, x, y, weight):
-        n = data_lib.num_samples(x, y)
-        weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
-        if y is None:
-            y = np.zeros(n, np.float32)
-        return jax.device_put((x, y, weight), devices_lib.replicated(self.mesh)), n
+    # ------------------------------------------------------------------ fit
+    def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
+            callbacks: Optional[list] = None, validation_split: float = 0.0, validation_data=None,
+            shuffle: bool = True, class_weight: Optional[dict] = None, sample_weight=None, initial_epoch: int = 0,
+            validation_batch_size: Optional[int] = None) -> History:
+        """Train for ``epochs`` epochs (Keras' ``fit``).
 
-    # ------------------------------------------------------------------ epochs
-    def _train_epoch(self, data, n: int, batch_size: int, shuffle: bool, on_chunk=None):
-        perm = _permutation(self.state, n, shuffle, devices_lib.replicated(self.mesh))
+        Args:
+          x: the inputs: an array, a tuple/list/dict of arrays (several inputs), or an iterable
+            of ``(x, y)`` / ``(x, y, sample_weight)`` batches, iterated anew each epoch.
+          y: the targets, arrays like ``x`` (not with an iterable ``x``).
+          batch_size: rows per step (default 32).
+          epochs: the epoch to stop after (counted from 0, as ``initial_epoch``).
+          verbose: 0 silent, 1 a progress bar, 2 one line per epoch; ``"auto"`` is 1.
+          callbacks: ``dlkit.callbacks`` objects (their hooks run in this order, then the
+            progress bar, then the ``History``).
+          validation_split: the fraction of the samples, taken from the end before shuffling,
+            held out for validation.
+          validation_data: ``(x, y)`` or ``(x, y, sample_weight)`` arrays, or an iterable of batches.
+          shuffle: draw a new sample order each epoch (from the state's RNG).
+          class_weight: ``{class: weight}``; each sample's weight is its class's (times
+            ``sample_weight``).
+          sample_weight: one weight per sample, for the loss and ``weighted_metrics``.
+          initial_epoch: the epoch to start at (resuming; must match a loaded checkpoint).
+          validation_batch_size: rows per validation step (default ``batch_size``).
+
+        Returns:
+          A ``History``: ``history.history[name]`` lists each epoch's value of every log
+          (``loss``, the metrics, ``val_``-prefixed ones when validating).
+        """
+        batch_size = data_lib.check_batch_size(batch_size)
+        self._check_initial_epoch(initial_epoch)
+        if data_lib.is_stream(x):
+            if y is not None or sample_weight is not None or validation_split:
+                raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
+                                 "validation_data instead of validation_split.")
+            run_epoch, steps = (lambda hook: self._run_stream(x, True, hook)), None
+        else:
+            x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
+            weight = data_lib.to_arrays(sample_weight, "sample_weight")
+            data_lib.num_samples(x, y)
+            if class_weight is not None:
+                weight = data_lib.class_weights(y, class_weight, weight)
+            (x, y, weight), held_out = data_lib.split_validation(x, y, weight, validation_split)
+            validation_data = validation_data if validation_data is not None else held_out
+            data, n = self._on_device(x, y, weight, "fit")
+            run_epoch = lambda hook: self._run_arrays(data, n, batch_size, shuffle, hook)  # noqa: E731
+            steps = -(-n // batch_size)
+        validate = None
+        if validation_data is not None:
+            validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
+        verbose = 1 if verbose == "auto" else int(verbose)
+
+        history = History()
+        progress = [ProgbarLogger()] if verbose else []  # after the user's callbacks, as in Keras
+        cbs = CallbackList([*(callbacks or []), *progress, history], self,
+                           {"epochs": epochs, "verbose": verbose, "steps": steps})
+        hook = self._batch_hook(cbs) if cbs.wants_batches else None
+        self.stop_training, finished, logs = False, False, None
+        cbs.on_train_begin()
+        try:
+            with interrupts.deferred() as self._interrupt:
+                for epoch in range(initial_epoch, epochs):
+                    cbs.on_epoch_begin(epoch)
+                    logs = self._read(run_epoch(hook), train=True)
+                    if validate is not None:
+                        logs.update({f"val_{k}": v for k, v in validate().items()})
+                    self.epoch = epoch + 1
+                    cbs.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
+            finished = True
+        finally:
+            self._interrupt = interrupts.NONE
+            if finished:  # Keras' use_ema: the weights become their moving average at the end
+                params = optimizers.averaged_weights(self.tx, self.state.opt_state, self.state.params)
+                self.state = self.state.replace(params=params)
+            cbs.on_train_end(logs)  # the last epoch's logs, as Keras passes them
+        return history
+
+    def _run_arrays(self, data, n: int, batch_size: int, shuffle: bool, hook=None):
+        """One training epoch over device-resident arrays; returns the running totals."""
+        perm = data_lib.permutation(self.state.rng, self.state.step, n, shuffle, devices_lib.replicated(self.mesh))
         full, tail = divmod(n, batch_size)
         k = self.steps_per_execution
         chunks = [(steps, batch_size) for steps in [k] * (full // k) + ([full % k] if full % k else [])]
         if tail:
             chunks.append((1, batch_size if self._pad_last_batch() else tail))
-        programs = {chunk: self.programs.chunk(True, *chunk) for chunk in set(chunks)}
-        totals, start = self.programs.zeros_totals(True), 0
+        totals, start = self._empty_totals(True), 0
         for steps, size in chunks:
-            program = programs[steps, size]
-            if on_chunk:
-                on_chunk("begin", start // batch_size, totals)
+            program = self._chunk_program(True, steps, size)
+            if hook:
+                hook("begin", start // batch_size, totals)
             self.state, totals = program(self.state, totals, data, perm, start, min(steps * size, n - start))
             start += steps * size
-            if on_chunk:
-                on_chunk("end", -(-min(start, n) // batch_size) - 1, totals)
+            if hook:
+                hook("end", -(-min(start, n) // batch_size) - 1, totals)
+            self._interrupt.check()
+        return totals
+
+    def _run_stream(self, batches, train: bool, hook=None):
+        """One pass over an iterable of batches, each handed to the devices as it comes."""
+        totals, count = None, 0
+        for batch in batches:
+            x, y, weight = data_lib.unpack_batch(batch)
+            self.build(x)
+            self._bind(x, y)
+            self._require_targets(y, "fit" if train else "evaluate")
+            if not train:
+                self._require_test_step("evaluate")
+            totals = self._empty_totals(train) if totals is None else totals
+            rows = data_lib.num_samples(x, y)
+            weight = np.ones(rows, np.float32) if weight is None else weight
+            y = np.zeros(rows, np.float32) if y is None else y
+            sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
+                else devices_lib.replicated(self.mesh)
+            batch = jax.device_put(Batch(x, y, weight, np.ones(rows, np.float32)), sharding)
+            if hook:
+                hook("begin", count, totals)
+            if train:
+                self.state, totals = self._batch_program(True)(self.state, totals, batch)
+            else:
+                totals = self._batch_program(False)(self.state, totals, batch)
+            if hook:
+                hook("end", count, totals)
+            self._interrupt.check()
+            count += 1
+        if not count:
+            raise ValueError("The batch iterable yielded no batches. A generator is used up after one pass: for "
+                             "several epochs pass an object whose __iter__ starts a new pass (e.g. a list of "
+                             "batches or a data loader).")
         return totals
 
     def _pad_last_batch(self) -> bool:
@@ -161,118 +381,14 @@ class Trainer(StepsMixin, WeightsMixin):
             return self.pad_last_batch
         return self._custom_train is None and not jax.tree.leaves(self.state.model_state)
 
-    def _evaluator(self, source, batch_size: int, what: str):
-        """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
-        if data_lib.is_stream(source):
-            return lambda: _to_floats(means(self._stream_totals(source, train=False)), self._names(False))
-        x, y, weight = (*source, None, None)[:3]
-        x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
-        self.build(x)
-        self._resolve_steps(x, y)
-        self._require_test_step(what)
-        data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"))
-        return lambda: self._evaluate_on_device(data, n, batch_size)
-
-    def _stream_totals(self, batches, train: bool, on_chunk=None):
-        """Run every batch an iterable yields; each new batch shape compiles once."""
-        totals, count = None, 0
-        for batch in batches:
-            x, y, weight = data_lib.unpack_batch(batch)
-            self.build(x)
-            self._resolve_steps(x, y)
-            if not train:
-                self._require_test_step("evaluate")
-            totals = self.programs.zeros_totals(train) if totals is None else totals
-            rows = data_lib.num_samples(x, y)
-            weight = np.ones(rows, np.float32) if weight is None else weight
-            y = np.zeros(rows, np.float32) if y is None else y
-            batch = Batch(x, y, weight, np.ones(rows, np.float32))
-            sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
-                else devices_lib.replicated(self.mesh)
-            if on_chunk:
-                on_chunk("begin", count, totals)
-            result = self.programs.batch(train)(self.state, totals, jax.device_put(batch, sharding))
-            self.state, totals = result if train else (self.state, result)
-            if on_chunk:
-                on_chunk("end", count, totals)
-            count += 1
-        if not count:
-            raise ValueError("The batch iterable yielded no batches. A generator is used up after one pass: for "
-                             "several epochs pass an object whose __iter__ starts a new pass (e.g. a list of "
-                             "batches or a data loader).")
-        return totals
-
-    def _evaluate_on_device(self, data, n: int, batch_size: int) -> dict:
-        k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
-        program = self.programs.chunk(False, k, batch_size)
-        totals = self.programs.zeros_totals(False)
-        perm = _permutation(self.state, n, False, devices_lib.replicated(self.mesh))
-        for start in range(0, n, k * batch_size):
-            totals = program(self.state, totals, data, perm, start, n - start)
-        return _to_floats(means(totals), self._names(False))
-
-    # ------------------------------------------------------------------ Keras API
-    def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
-            callbacks: Optional[list] = None, validation_split: float = 0.0, validation_data=None,
-            shuffle: bool = True, class_weight: Optional[dict] = None, sample_weight=None, initial_epoch: int = 0,
-            validation_batch_size: Optional[int] = None) -> History:
-        """Train for ``epochs`` epochs (Keras' ``fit``); returns the ``History``.
-
-        ``x`` is arrays (with ``y``), or an iterable of ``(x, y)`` / ``(x, y, sample_weight)``
-        batches that is iterated anew each epoch.
-        """
-        batch_size = data_lib.check_batch_size(batch_size)
-        self._check_initial_epoch(initial_epoch)
-        if data_lib.is_stream(x):
-            if y is not None or sample_weight is not None or validation_split:
-                raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
-                                 "validation_data instead of validation_split.")
-            run_epoch, steps = lambda hook: self._stream_totals(x, train=True, on_chunk=hook), None
-        else:
-            x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
-            weight = data_lib.to_arrays(sample_weight, "sample_weight")
-            data_lib.num_samples(x, y)
-            if class_weight is not None:
-                weight = data_lib.class_weights(y, class_weight, weight)
-            (x, y, weight), val = data_lib.split_validation(x, y, weight, validation_split)
-            validation_data = validation_data if validation_data is not None else val
-            self.build(x)
-            self._resolve_steps(x, y)
-            data, n = self._on_device(x, y, weight)
-            run_epoch = lambda hook: self._train_epoch(data, n, batch_size, shuffle, hook)  # noqa: E731
-            steps = -(-n // batch_size)
-        validate = None
-        if validation_data is not None:
-            validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
-        verbose = 1 if verbose == "auto" else int(verbose)
-
-        history = History()
-        progress = [ProgbarLogger()] if verbose else []  # after the user's callbacks, as in Keras
-        cbs = CallbackList([*(callbacks or []), *progress, history], self, {"epochs": epochs, "verbose": verbose,
-                                                                              "steps": steps})
-        self.stop_training = False
-        def batch_hook(when: str, index: int, totals) -> None:
-            if when == "end":  # the next chunk donates ``totals``: keep a copy for a late reader
+    def _batch_hook(self, cbs: CallbackList) -> Callable:
+        """Run the callbacks' batch hooks, with the epoch's running logs read only if looked at."""
+        def hook(when: str, index: int, totals) -> None:
+            if when == "end":  # the next program donates ``totals``: keep a copy for a late reader
                 totals = jax.tree.map(jnp.copy, totals)
-            logs = None if when == "begin" else LazyLogs(lambda: _to_floats(means(totals), self._names(True)))
+            logs = None if when == "begin" else LazyLogs(lambda: self._read(totals, train=True))
             getattr(cbs, f"on_train_batch_{when}")(index, logs)
-
-        hook = batch_hook if cbs.wants_batches else None
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
-            totals = run_epoch(hook)
-            logs = _to_floats(means(totals), self._names(True))
-            if validate is not None:
-                logs.update({f"val_{k}": v for k, v in validate().items()})
-            self.epoch = epoch + 1
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        self.state = self.state.replace(params=optimizers.averaged_weights(self.tx, self.state.opt_state,
-                                                                            self.state.params))
-        cbs.on_train_end()
-        return history
+        return hook
 
     def _check_initial_epoch(self, initial_epoch: int) -> None:
         restored, self._restored_epoch = self._restored_epoch, None
@@ -280,26 +396,67 @@ class Trainer(StepsMixin, WeightsMixin):
             raise ValueError(f"The loaded checkpoint was saved after epoch {restored}, but fit() was given "
                              f"initial_epoch={initial_epoch}. Pass initial_epoch={restored} to continue it.")
 
+    # ------------------------------------------------------------------ evaluate, predict
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
                  sample_weight=None, return_dict: bool = False):
-        """Loss (and metrics) in inference mode: a float, ``[loss, *metrics]``, or a dict.
+        """The loss and metrics in inference mode (Keras' ``evaluate``).
 
-        ``x`` is arrays (with ``y``) or an iterable of ``(x, y[, sample_weight])`` batches.
+        Args:
+          x: the inputs (arrays), or an iterable of ``(x, y[, sample_weight])`` batches.
+          y: the targets (with array ``x``).
+          batch_size: rows per step (default 32); the result does not depend on it.
+          verbose: print the values (1) or not (0, ``"auto"``).
+          sample_weight: one weight per sample, for the loss and ``weighted_metrics``.
+          return_dict: return ``{name: value}`` instead of a list.
+
+        Returns:
+          The loss as a float if there are no metrics, else ``[loss, *metrics]`` in log order,
+          or the dict.
         """
         batch_size = data_lib.check_batch_size(batch_size)
         source = x if data_lib.is_stream(x) else (x, y, sample_weight)
         logs = self._evaluator(source, batch_size, "x")()
         if verbose not in (0, "auto") or verbose is True:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            print(" - ".join(f"{k}: {v:.4f}" if np.ndim(v) == 0 else f"{k}: {v}" for k, v in logs.items()))
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
+    def _evaluator(self, source, batch_size: int, what: str) -> Callable[[], dict]:
+        """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
+        if data_lib.is_stream(source):
+            return lambda: self._read(self._run_stream(source, train=False), train=False)
+        x, y, weight = (*source, None, None)[:3]
+        x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
+        data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"), what)
+        self._require_test_step(what)
+        return lambda: self._read(self._evaluate_arrays(data, n, batch_size), train=False)
+
+    def _evaluate_arrays(self, data, n: int, batch_size: int):
+        """The test step over device-resident arrays, in order; the last batch runs padded and masked
+        (exact: inference sees no batch statistics)."""
+        k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
+        program = self._chunk_program(False, k, batch_size)
+        totals = self._empty_totals(False)
+        perm = data_lib.permutation(self.state.rng, self.state.step, n, False, devices_lib.replicated(self.mesh))
+        for start in range(0, n, k * batch_size):
+            totals = program(self.state, totals, data, perm, start, n - start)
+        return totals
+
     def predict(self, x, batch_size: Optional[int] = None, verbose: Any = 0, method: Any = None):
-        """Model outputs in inference mode, as numpy (Keras' ``predict``); ``x`` may be arrays or
-        an iterable of batches (``x`` or ``(x, ...)`` each). ``method`` runs another method of the
-        model instead of ``__call__`` (a VAE's ``'decode'``, say), as Flax's ``apply`` does."""
+        """The model's outputs in inference mode, as numpy (Keras' ``predict``).
+
+        Args:
+          x: the inputs: arrays, or an iterable of batches (each ``x`` or ``(x, ...)``).
+          batch_size: rows per program call (default 32).
+          verbose: accepted for Keras compatibility; predict prints nothing.
+          method: ``None`` for ``__call__``, or another method of the model to run (a VAE's
+            ``"decode"``), as Flax's ``apply(..., method=...)``.
+
+        Returns:
+          The outputs, batch axis first; several outputs as a list/tuple/dict as the model returns them.
+        """
         if data_lib.is_stream(x):
             parts = [self.predict(b[0] if isinstance(b, (tuple, list)) else b, batch_size=batch_size, method=method)
                      for b in x]
@@ -311,28 +468,287 @@ class Trainer(StepsMixin, WeightsMixin):
             self.build(x)
         else:
             self._require_built(f"predict(method={method!r})")
-        program, data = self.programs.predict(batch_size, method), jax.device_put(x, devices_lib.replicated(self.mesh))
+        program, data = self._predict_program(batch_size, method), jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
         outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
         return dict(outputs) if isinstance(outputs, Mapping) else outputs  # Keras returns a plain dict
 
+    def _on_device(self, x, y, weight, what: str):
+        """Build and bind on ``x, y``, then place ``(x, y, weight)`` on the devices, replicated."""
+        n = data_lib.num_samples(x, y)
+        self.build(x)
+        self._bind(x, y)
+        self._require_targets(y, what)
+        weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
+        y = np.zeros(n, np.float32) if y is None else y
+        return jax.device_put((x, y, weight), devices_lib.replicated(self.mesh)), n
+
+    def _require_targets(self, y, what: str) -> None:
+        if y is None and self._custom_train is None:
+            raise ValueError(f"{what}: the loss {self.loss!r} compares outputs with targets, but no y was given. "
+                             f"Pass y (or (x, y) batches); a model trained without targets needs its own "
+                             f"train_step (e.g. dlkit.models.Autoencoder).")
+
+    def _require_test_step(self, what: str) -> None:
+        if self._steps.test is None:
+            raise ValueError(f"{what}: this model's custom train_step has no test_step, so there is nothing to "
+                             f"evaluate with. Pass Trainer(..., test_step=fn) (a pure (state, batch) -> logs), or "
+                             f"leave out validation data / evaluate().")
+
+    # ------------------------------------------------------------------ the compiled programs
+    def _chunk_program(self, train: bool, steps: int, size: int):
+        """``run(state, totals, data, perm, start, valid) -> (state, totals)`` (train) or ``totals``:
+        ``steps`` batches of ``size`` rows, rows ``perm[start:]`` of the data; rows from ``valid`` on
+        are masked out (a short last batch)."""
+        def make():
+            step = step_lib.counted(self._steps.train if train else self._steps.test, train)
+
+            def run(state, totals, data, perm, start, valid):
+                for i in range(steps):
+                    batch = devices_lib.split(data_lib.gather(data, perm, start + i * size, size, valid - i * size),
+                                             self.mesh)
+                    state, logs = step(state, batch)
+                    totals = step_lib.merge_logs(totals, logs)
+                return (state, totals) if train else totals
+            return self._jit(run, train)
+        return self._program(("chunk", train, steps, size), make)
+
+    def _batch_program(self, train: bool):
+        """``run(state, totals, batch)``: one batch handed in from a stream."""
+        def make():
+            step = step_lib.counted(self._steps.train if train else self._steps.test, train)
+
+            def run(state, totals, batch):
+                state, logs = step(state, batch)
+                totals = step_lib.merge_logs(totals, logs)
+                return (state, totals) if train else totals
+            return self._jit(run, train)
+        return self._program(("batch", train), make)
+
+    def _predict_program(self, size: int, method=None):
+        """``run(variables, data, start)``: outputs for rows ``start .. start + size`` (clipped)."""
+        def make():
+            def run(variables, data, start):
+                index = start + jnp.arange(size)  # past the end: mode="clip" repeats the last row
+                x = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)
+                return self._forward(variables, devices_lib.split(x, self.mesh), method)
+            return self._jit(run, None)
+        return self._program(("predict", size, method), make)
+
+    def _empty_totals(self, train: bool) -> dict:
+        return jax.device_put(self._steps.train_logs if train else self._steps.test_logs,
+                              devices_lib.replicated(self.mesh))
+
+    def _read(self, totals: dict, train: bool) -> dict:
+        """Every log's result, computed on the devices, fetched in one sync, in the step's log order."""
+        results = self._program(("results",), lambda: self._jit(step_lib.log_values, None))
+        values = jax.device_get(results(totals))
+        names = self._steps.train_logs if train else self._steps.test_logs
+        return {k: float(values[k]) if np.ndim(values[k]) == 0 else np.asarray(values[k]) for k in names}
+
+    def _program(self, key: tuple, make: Callable):
+        if key not in self._programs:
+            self._programs[key] = make()
+        return self._programs[key]
+
+    def _jit(self, fn: Callable, train: Optional[bool]):
+        """``jax.jit`` that counts traces. Training programs donate the state and the totals and get
+        the training XLA options (they speed the training step and slow inference); test programs
+        donate the totals."""
+        def traced(*args):
+            self.traces += 1
+            return fn(*args)
+
+        donate = (0, 1) if train else (1,) if train is False else ()
+        return jax.jit(traced, donate_argnums=donate, compiler_options=(self.compiler_options or None)
+                       if train else None)
+
+    # ------------------------------------------------------------------ the pure steps, for researchers
     @property
-    def traces(self) -> int:
-        """How many programs have been traced (each trace is one compilation)."""
-        return self.programs.traces
+    def train_step(self) -> Callable:
+        """The jitted pure step this Trainer runs, ``(state, batch) -> (state, logs)``.
 
-def _permutation(state: TrainState, n: int, shuffle: bool, sharding) -> jax.Array:
-    """This epoch's sample order, a function of the state alone (its RNG and step count),
-    so a restored state shuffles as the original would. Drawn on the host: measured
-    cheaper than compiling a device permutation (~0.2 s), and it is ``n`` integers."""
-    order = np.arange(n, dtype=np.int32)
-    if shuffle:
-        seed = [*np.asarray(jax.random.key_data(state.rng)).ravel().tolist(), int(state.step)]
-        order = np.random.default_rng(seed).permutation(order)
-    return jax.device_put(order, sharding)
+        ``batch`` is a ``Batch`` or ``(x, y[, sample_weight])``; ``logs`` are the batch's values.
+        Compiled once and kept: the same object at every access until ``compile()``, ``freeze()``
+        or ``unfreeze()`` replaces it.
+        """
+        if "train" not in self._public:
+            step = self._bound("train_step").train
+
+            def run(state, batch):
+                state, logs = step(state, step_lib.as_batch(batch))
+                return state.replace(step=state.step + 1), step_lib.log_values(logs)
+            self._public["train"] = self._jit(run, None)
+        return self._public["train"]
+
+    @property
+    def test_step(self) -> Callable:
+        """The jitted pure step ``(state, batch) -> logs`` in inference mode (Keras' ``test_step``);
+        kept like ``train_step``."""
+        if "test" not in self._public:
+            step = self._bound("test_step").test
+            self._require_test_step("test_step")
+            self._public["test"] = self._jit(lambda state, batch: step_lib.log_values(step(state, step_lib.as_batch(batch))), None)
+        return self._public["test"]
+
+    eval_step = test_step
+
+    def _bound(self, what: str) -> _Steps:
+        self._require_built(what)
+        return self._steps or self._bind(weights.zeros_batch(self._sample_shape, 2), None)
+
+    # ------------------------------------------------------------------ weights, freezing, checkpoints
+    def summary(self, print_fn: Callable = print) -> None:
+        """Print Keras' ``summary()`` table: each layer, its output shape (batch as None), its
+        parameter count, and the trainable / non-trainable totals.
+
+        Args:
+          print_fn: called with the table's text.
+        """
+        self._require_built("summary")
+        trainable = freezing.labels(self.state.params, self.state.frozen)
+        print_fn(summary.render(self.model, self.state.variables, self._sample_shape, trainable))
+
+    def get_weights(self) -> list:
+        """Keras' ``get_weights``: every variable as numpy, layer by layer (kernel, bias, …,
+        then non-trainable ones such as moving statistics)."""
+        self._require_built("get_weights")
+        return weights.flatten(self.state.variables, self._weight_order)
+
+    def set_weights(self, values: list) -> None:
+        """Keras' ``set_weights``: every variable from a list ordered as ``get_weights()`` returns it.
+
+        Raises:
+          ValueError: for a wrong number of arrays, or an array of the wrong shape (named).
+        """
+        self._require_built("set_weights")
+        variables = weights.unflatten(self.state.variables, self._weight_order, values)
+        params = variables.pop("params")
+        self.state = jax.device_put(self.state.replace(params=params, model_state=variables),
+                                    devices_lib.replicated(self.mesh))
+
+    def save_weights(self, path: str) -> None:
+        """Keras' ``save_weights``: write the model's variables to ``path`` (atomically)."""
+        self._require_built("save_weights")
+        weights.save(path, self.state.variables)
+
+    def load_weights(self, path: str) -> None:
+        """Keras' ``load_weights``: read variables written by ``save_weights`` into this built model."""
+        self._require_built("load_weights")
+        self.set_weights(weights.flatten(weights.load(path, self.state.variables), self._weight_order))
+
+    def freeze(self, *paths: str) -> None:
+        """Keras' ``layer.trainable = False`` for the named sub-modules (``"base"``, ``"base/dense_1"``).
+
+        Their parameters stop changing (bitwise) and batch normalization in them runs in
+        inference mode. Like a Keras re-``compile``, this starts a fresh optimizer state.
+
+        Raises:
+          ValueError: for a path that holds no parameters (the known ones are listed).
+        """
+        self._set_trainable(paths, False)
+
+    def unfreeze(self, *paths: str) -> None:
+        """Keras' ``layer.trainable = True``; a path inside a frozen part unfreezes just that part."""
+        self._set_trainable(paths, True)
+
+    def _set_trainable(self, paths, value: bool) -> None:
+        self._require_built("freeze" if not value else "unfreeze")
+        self._public = {}
+        self._restart_optimizer(freezing.with_rule(self.state.params, self.state.frozen, paths, value))
+
+    def _restart_optimizer(self, rules) -> None:
+        tx = hashable(freezing.masked(self.tx, self.state.params, rules))
+        state = self.state.replace(tx=tx, frozen=rules, opt_state=init_optimizer(tx, self.state.params))
+        self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the optimizer uses now; setting it changes the optimizer state and
+        recompiles nothing."""
+        self._require_built("learning_rate")
+        value = optimizers.learning_rate_of(self.state.opt_state)
+        if value is None:
+            raise ValueError("This optimizer keeps no learning rate in its state. Use a dlkit.optimizers "
+                             "constructor (e.g. dlkit.optimizers.Adam(1e-3)) or wrap your optax optimizer "
+                             "in optax.inject_hyperparams.")
+        return float(value)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.learning_rate  # noqa: B018 - raises the explanatory error if there is none
+        self.state = self.state.replace(opt_state=optimizers.with_learning_rate(self.state.opt_state, value))
+
+    @property
+    def optimizer(self) -> "_OptimizerView":
+        """Keras' ``model.optimizer``: ``trainer.optimizer.learning_rate`` reads and sets the rate."""
+        return _OptimizerView(self)
+
+    def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False) -> None:
+        """Save the full training state (or the weights only) as an Orbax checkpoint.
+
+        Args:
+          directory: the checkpoint directory (one sub-directory per saved epoch).
+          epoch: the label, epochs completed (default ``self.epoch``).
+          weights_only: save params and other collections only, no optimizer state.
+        """
+        self._require_built("save_checkpoint")
+        checkpoints.save_state(directory, self.state, self.epoch if epoch is None else epoch, self._sample_shape,
+                               weights_only)
+
+    def load_checkpoint(self, directory: str, epoch: Optional[int] = None) -> int:
+        """Restore the latest (or the given) checkpoint in ``directory``.
+
+        Works on a fresh Trainer that has seen no data: the model is built from the sample
+        shape saved with the checkpoint. Continue with ``fit(..., initial_epoch=epoch)``.
+
+        Args:
+          directory: a directory written by ``save_checkpoint`` / ``ModelCheckpoint``.
+          epoch: the epoch to restore (default: the latest).
+
+        Returns:
+          The restored checkpoint's epoch.
+        """
+        epoch, meta = checkpoints.read_meta(directory, epoch)
+        if self.state is None:
+            self.build(weights.zeros_batch(checkpoints.decode_shape(meta["sample_shape"])))
+        state = checkpoints.restore_state(directory, epoch, self.state, meta)
+        self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
+        if not meta.get("weights_only", False):
+            self.epoch = self._restored_epoch = int(meta["epoch"])
+        return epoch
+
+    def _require_built(self, what: str) -> None:
+        if self.state is None:
+            raise ValueError(
+                f"{what}() needs a built model: give the first layer input_shape=..., start the Sequential "
+                f"with dlkit.Input(shape), pass Trainer(..., input_shape=...), or call fit/predict first.")
 
 
-def _to_floats(logs: dict, names: list) -> dict:
-    """Host floats in ``names`` order (jit returns dicts with sorted keys)."""
-    logs = jax.device_get(logs)
-    return {k: float(logs[k]) for k in names}
+class _OptimizerView:
+    """``trainer.optimizer``: Keras' ``model.optimizer.learning_rate`` read and set on the trainer."""
+
+    def __init__(self, trainer: Trainer):
+        object.__setattr__(self, "_trainer", trainer)
+
+    @property
+    def learning_rate(self) -> float:
+        return self._trainer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._trainer.learning_rate = value
+
+
+def _as_list(metrics) -> Any:
+    """Keras takes one metric, a list, or a dict / list of lists per output."""
+    if metrics is None or isinstance(metrics, (list, tuple, dict)):
+        return metrics if isinstance(metrics, dict) else list(metrics or [])
+    return [metrics]
+
+
+def _on_host(logs: dict) -> dict:
+    """Host copies in log order (``device_get`` sorts dict keys): each epoch's totals are then new
+    device buffers, as the programs donate them."""
+    host = jax.device_get(logs)
+    return {k: host[k] for k in logs}

@@ -39,6 +39,14 @@ def layer_outputs(model, variables: dict, sample_shape) -> dict:
     """``name -> (type name, output shape)`` of the direct sub-modules, in call order.
 
     Nothing is computed: ``jax.eval_shape`` traces the model once.
+
+    Args:
+        model: The Linen module.
+        variables: Its variables (``{'params': ..., 'batch_stats': ...}``).
+        sample_shape: One sample's shape, or a tuple/list/dict of them for several inputs.
+
+    Returns:
+        ``{sub-module name: (class name, output shape structs)}`` of the direct sub-modules called.
     """
     sample = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2, *s), jnp.float32), sample_shape, is_leaf=_is_shape)
     kwargs = {"training": False} if accepts_training(model) else {}
@@ -59,7 +67,18 @@ def layer_outputs(model, variables: dict, sample_shape) -> dict:
 
 
 def render(model, variables: dict, sample_shape, labels=None) -> str:
-    """The table; ``labels`` (``'trainable'``/``'frozen'`` per param) moves frozen params to non-trainable."""
+    """Keras' ``model.summary()`` table as text.
+
+    Args:
+        model: The Linen module.
+        variables: Its variables; every collection but ``params`` counts as non-trainable.
+        sample_shape: One sample's shape (or a structure of them), as for ``layer_outputs``.
+        labels: Optional pytree like ``params`` of ``'trainable'``/``'frozen'``; frozen params
+            count as non-trainable.
+
+    Returns:
+        The table: a title, one row per sub-module (name, type, output shape, parameter count), totals.
+    """
     outputs = layer_outputs(model, variables, sample_shape)
     # A functional model lists its inputs first, as Keras' InputLayer rows.
     input_rows = getattr(model, "summary_input_rows", None)
