@@ -1,6 +1,17 @@
 """dlkit: Keras' words on Flax Linen, Optax and one jit-compiled training loop."""
-from dlkit import (activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers,
-                   regularizers, utils)
+from dlkit import (
+                   activations,
+                   callbacks,
+                   datasets,
+                   initializers,
+                   layers,
+                   losses,
+                   metrics,
+                   models,
+                   optimizers,
+                   regularizers,
+                   utils,
+)
 from dlkit.models import Input, Model, Sequential
 from dlkit.plotting import plot_history, plot_image_grid, plot_latent_space
 from dlkit.training import Trainer, TrainState
@@ -9,5 +20,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Input", "Model", "Sequential", "TrainState", "Trainer", "activations", "callbacks", "datasets", "initializers",
-    "layers", "losses", "metrics", "models", "optimizers", "plot_history", "plot_image_grid", "plot_latent_space", "regularizers", "utils",
+    "layers", "losses", "metrics", "models", "optimizers", "plot_history", "plot_image_grid", "plot_latent_space",
+    "regularizers", "utils",
 ]

@@ -1,7 +1,8 @@
 """Name lookup shared by activations, initializers, losses, metrics and optimizers."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def lookup(kind: str, identifier: Any, table: Mapping[str, Any]) -> Any:

@@ -6,7 +6,8 @@ module written without it is called without it, so any module can be a layer.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 
 def accepts_training(target: Any, method: Optional[Any] = None) -> bool:

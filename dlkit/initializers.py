@@ -98,7 +98,8 @@ _INITIALIZERS = {
 
 
 def get(identifier):
-    """Resolve a Keras initializer name or pass a callable ``(key, shape, dtype)`` through (Keras' ``initializers.get``).
+    """Keras' ``initializers.get``: resolve an initializer name, or pass a callable ``(key, shape, dtype)``
+    through.
 
     Args:
         identifier: A name from the module docstring (any case) or a callable.

@@ -2,7 +2,8 @@
 generated images, and a VAE's 2-D latent space."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -10,7 +10,8 @@ built, as in Keras. ``dlkit.Model(inputs, outputs)`` replays the graph.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ class SymbolicTensor:
     call's outputs.
     """
 
-    def __init__(self, sample_shape: Sequence[int], dtype: Any = "float32", node: Optional["Node"] = None,
+    def __init__(self, sample_shape: Sequence[int], dtype: Any = "float32", node: Optional[Node] = None,
                  index: int = 0, name: Optional[str] = None):
         self.sample_shape = tuple(sample_shape)
         self.dtype = jnp.dtype(dtype)

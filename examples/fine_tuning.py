@@ -54,7 +54,8 @@ def main(trials: int = 3, per_class: int = 4, verbose: int = 1) -> list:
         transfer.fit(few_x, few_y, batch_size=8, epochs=50, verbose=0)
         scratch = trainer_for(cnn(5), 3e-3, seed=trial)
         scratch.fit(few_x, few_y, batch_size=8, epochs=50, verbose=0)
-        results.append((transfer.evaluate(test_x, test_y, verbose=0)[1], scratch.evaluate(test_x, test_y, verbose=0)[1]))
+        results.append((transfer.evaluate(test_x, test_y, verbose=0)[1],
+                        scratch.evaluate(test_x, test_y, verbose=0)[1]))
         if verbose:
             print(f"trial {trial}: {len(few_x)} labels - transferred base {results[-1][0]:.4f} - "
                   f"from scratch {results[-1][1]:.4f}")

@@ -179,7 +179,8 @@ def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()
           f"seeds 0-{repeats - 1} (default env) and {repeats}-{2 * repeats - 1} (ynn off); first = median first "
           f"epoch (compile included); steady = median of every later epoch, spread = min-max of the per-process "
           f"medians, test acc = mean over the row's seeds")
-    print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} {'test acc':>9}")
+    print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} "
+          f"{'test acc':>9}")
     summary, accuracies = {}, {}
     for (name, env_name), results in runs.items():
         first = statistics.median(r["times"][0] for r in results)

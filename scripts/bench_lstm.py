@@ -22,7 +22,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cnn import BATCH, compare, flax_loop, data as cnn_data  # noqa: E402
+from bench_cnn import BATCH, compare, flax_loop  # noqa: E402
+from bench_cnn import data as cnn_data
 
 UNITS = 128
 

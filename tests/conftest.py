@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from sklearn import datasets as skdatasets
 
-
 _CACHE_VARIABLE = "DLKIT_TEST_JAX_CACHE"
 
 

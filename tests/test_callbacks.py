@@ -14,8 +14,17 @@ import pytest
 
 import dlkit
 from dlkit import layers
-from dlkit.callbacks import (CallbackList, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler,
-                             ProgbarLogger, ReduceLROnPlateau, TensorBoard, TerminateOnNaN)
+from dlkit.callbacks import (
+    CallbackList,
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ProgbarLogger,
+    ReduceLROnPlateau,
+    TensorBoard,
+    TerminateOnNaN,
+)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -220,7 +220,8 @@ def test_each_network_updates_its_batch_statistics_in_its_own_step():
     after_g, _ = jax.jit(gan.generator_step, static_argnums=1)(state, 8)
     stats, new_stats = state.model_state["batch_stats"], after_g.model_state["batch_stats"]
     chex.assert_trees_all_equal(new_stats["discriminator"], stats["discriminator"])  # frozen: inference statistics
-    assert not np.allclose(new_stats["generator"]["batch_normalization"]["moving_mean"], stats["generator"]["batch_normalization"]["moving_mean"])
+    assert not np.allclose(new_stats["generator"]["batch_normalization"]["moving_mean"],
+                           stats["generator"]["batch_normalization"]["moving_mean"])
     after_d, _ = jax.jit(gan.discriminator_step)(state, real)
     chex.assert_trees_all_equal(after_d.model_state["batch_stats"]["generator"], stats["generator"])
     assert not np.allclose(after_d.model_state["batch_stats"]["discriminator"]["batch_normalization"]["moving_mean"],

@@ -23,7 +23,8 @@ class Loader:
 
 
 def classifier():
-    return dlkit.Trainer(dlkit.Sequential([layers.Dense(32, "relu"), layers.Dense(10)]), optimizer=dlkit.optimizers.Adam(0.005),
+    return dlkit.Trainer(dlkit.Sequential([layers.Dense(32, "relu"), layers.Dense(10)]),
+                         optimizer=dlkit.optimizers.Adam(0.005),
                          loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
 
@@ -37,7 +38,7 @@ def test_fit_on_an_iterable_of_batches_learns(digits8x8):
     # streaming evaluation equals evaluation on the arrays (the last batch of 97 included exactly)
     np.testing.assert_allclose(trainer.evaluate(Loader(x[1400:], y[1400:], 100), verbose=0),
                                trainer.evaluate(x[1400:], y[1400:], verbose=0), rtol=1e-5)
-    np.testing.assert_allclose(trainer.predict((b for b in [x[:7], x[7:20]])), trainer.predict(x[:20]), rtol=1e-6)
+    np.testing.assert_allclose(trainer.predict(b for b in [x[:7], x[7:20]]), trainer.predict(x[:20]), rtol=1e-6)
 
 
 def test_a_generator_is_used_up_after_one_epoch(digits8x8):

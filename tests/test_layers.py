@@ -590,5 +590,5 @@ def test_conv_output_sizes_follow_keras_formulas():
         same = layers.Conv1D(1, k, strides=s, dilation_rate=d, padding="same")
         valid = layers.Conv1D(1, k, strides=s, dilation_rate=d, padding="valid")
         params = {"params": {"kernel": np.zeros((k, 1, 1), np.float32), "bias": np.zeros(1, np.float32)}}
-        assert jax.eval_shape(lambda v: same.apply(params, v), x).shape[1] == math.ceil(size / s)
-        assert jax.eval_shape(lambda v: valid.apply(params, v), x).shape[1] == (size - (k - 1) * d - 1) // s + 1
+        assert jax.eval_shape(same.apply, params, x).shape[1] == math.ceil(size / s)
+        assert jax.eval_shape(valid.apply, params, x).shape[1] == (size - (k - 1) * d - 1) // s + 1

@@ -191,9 +191,9 @@ def test_crossentropies_match_keras():
 
     np.testing.assert_allclose(losses.get("binary_crossentropy")(BIN_Y[:, None], BIN_PROBS),
                                k(kl.BinaryCrossentropy()(BIN_Y[:, None], BIN_PROBS)), rtol=1e-5)
-    np.testing.assert_allclose(losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1)(BIN_Y[:, None], BIN_LOGITS),
-                               k(kl.BinaryCrossentropy(from_logits=True, label_smoothing=0.1)(BIN_Y[:, None], BIN_LOGITS)),
-                               rtol=1e-5)
+    smoothed = dict(from_logits=True, label_smoothing=0.1)
+    np.testing.assert_allclose(losses.BinaryCrossentropy(**smoothed)(BIN_Y[:, None], BIN_LOGITS),
+                               k(kl.BinaryCrossentropy(**smoothed)(BIN_Y[:, None], BIN_LOGITS)), rtol=1e-5)
     np.testing.assert_allclose(losses.CategoricalCrossentropy(label_smoothing=0.1)(ONE_HOT, PROBS),
                                k(kl.CategoricalCrossentropy(label_smoothing=0.1)(ONE_HOT, PROBS)), rtol=1e-5)
     np.testing.assert_allclose(losses.SparseCategoricalCrossentropy(from_logits=True)(LABELS, LOGITS),

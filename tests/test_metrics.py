@@ -22,7 +22,7 @@ SIZES = (7, 32, 100)  # batch sizes of the streaming checks (the last batch padd
 # Real predictions: logistic regressions on scikit-learn's data sets
 # ----------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def binary_predictions():
     """Breast cancer (569 samples), a 2-feature logistic regression fitted on one half, scored on
     the other: 285 held-out probabilities with ROC-AUC ~0.95 (neither trivial nor perfect)."""
@@ -33,7 +33,7 @@ def binary_predictions():
     return y[284:].astype(np.float32), model.predict_proba(x[284:])[:, 1].astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digit_predictions():
     """Digits (1797 8x8 images), a 10-class logistic regression fitted on 600, scored on 1197 held
     out (accuracy ~0.91, top-2 ~0.96)."""
@@ -44,7 +44,7 @@ def digit_predictions():
     return y[600:].astype(np.int32), model.predict_proba(x[600:]).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def multilabel_predictions():
     """Digits with three labels per image, "is even", "is > 4", "is prime", each scored by summing
     the 10-class model's probabilities of the digits it holds."""
@@ -55,7 +55,7 @@ def multilabel_predictions():
     return y, np.clip(p, 0.0, 1.0).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def regression_predictions():
     """Diabetes (442 patients), a ridge regression fitted on half, predicted on the other half."""
     x, y = datasets.load_diabetes(return_X_y=True)
@@ -63,7 +63,7 @@ def regression_predictions():
     return y[221:].astype(np.float32), model.predict(x[221:]).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def multi_output_predictions():
     """Linnerud (20 athletes): three physiological targets regressed on three exercises."""
     x, y = datasets.load_linnerud(return_X_y=True)
@@ -79,7 +79,7 @@ def one_hot(labels, classes=10):
     return np.eye(classes, dtype=np.float32)[labels]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keras_metrics():
     import keras
     return keras.metrics
@@ -138,7 +138,8 @@ def test_binary_accuracy_threshold():
     # 0.5 is not above the threshold (Keras: y_pred > threshold)
     chex.assert_trees_all_equal(acc, jnp.array([1, 1, 0, 1, 1, 1], jnp.float32))
     np.testing.assert_allclose(acc.mean(), skm.accuracy_score(y, p[:, 0] > 0.5))
-    np.testing.assert_allclose(metrics.binary_accuracy(y, p, threshold=0.3).mean(), skm.accuracy_score(y, p[:, 0] > 0.3))
+    np.testing.assert_allclose(metrics.binary_accuracy(y, p, threshold=0.3).mean(),
+                               skm.accuracy_score(y, p[:, 0] > 0.3))
     # a metric object called on a batch is Keras' update_state + result(): the scalar result
     value = metrics.BinaryAccuracy(threshold=0.7)(y, p)
     chex.assert_shape(value, ())
@@ -173,7 +174,8 @@ def test_eager_keras_surface_accumulates_and_resets():
     np.testing.assert_allclose(metric.result(), skm.accuracy_score(labels, probs.argmax(-1)), rtol=1e-6)
     metric.reset_state()
     assert float(metric.result()) == 0.0
-    np.testing.assert_allclose(metric(labels[:100], probs[:100]), skm.accuracy_score(labels[:100], probs[:100].argmax(-1)))
+    np.testing.assert_allclose(metric(labels[:100], probs[:100]),
+                               skm.accuracy_score(labels[:100], probs[:100].argmax(-1)))
 
 
 # ----------------------------------------------------------------------------------------------

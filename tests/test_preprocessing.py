@@ -188,7 +188,7 @@ def test_random_crop_shapes_windows_and_centre_in_inference():
     assert out.shape == (32, 4, 5, 2)
     offsets = []
     for src, o in zip(x, out):
-        found = [(t, l) for t in range(7) for l in range(5) if np.array_equal(src[t:t + 4, l:l + 5], o)]
+        found = [(t, c) for t in range(7) for c in range(5) if np.array_equal(src[t:t + 4, c:c + 5], o)]
         assert found, "a training crop is not a window of its input"
         offsets.append(found[0])
     assert len(set(offsets)) > 5  # per-sample offsets

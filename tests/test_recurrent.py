@@ -605,7 +605,7 @@ def test_lstm_learns_digits_as_sequences(digits8x8):
 
 def test_sequential_passes_the_embedding_mask_to_the_next_recurrent_layer():
     import dlkit
-    from dlkit import layers as L
+    from dlkit import layers as L  # noqa: N812 - Keras code's spelling
 
     tokens = np.array([[3, 5, 2, 0, 0, 0], [4, 1, 0, 0, 0, 0]], np.int32)
     model = dlkit.Sequential([L.Embedding(10, 4, mask_zero=True),

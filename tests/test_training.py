@@ -201,7 +201,7 @@ def test_pure_train_step_is_callable_by_researchers(digits8x8):
     step = trainer.train_step
     state = trainer.state
     losses = []
-    for i in range(30):
+    for _ in range(30):
         state, logs = step(state, (x[:64], y[:64]))
         losses.append(float(logs["loss"]))
     assert int(state.step) == 30

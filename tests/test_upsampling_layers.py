@@ -36,8 +36,8 @@ def test_conv2d_transpose_gradients_equal_autodiff_of_the_dilated_convolution(ke
     pads = (transpose_padding(kernel, strides, padding),) * 2
     target = rng.normal(size=_dilated_conv(x, k, (strides,) * 2, pads).shape)
     with jax.enable_x64():
-        grads = [jax.grad(lambda x, k: jax.numpy.sum(f(x, k, (strides,) * 2, pads) * target), argnums=(0, 1))(x, k)
-                 for f in (transposed_conv, _dilated_conv)]
+        grads = [jax.grad(lambda x, k, f=f: jax.numpy.sum(f(x, k, (strides,) * 2, pads) * target),
+                          argnums=(0, 1))(x, k) for f in (transposed_conv, _dilated_conv)]
     chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-10)
 
 

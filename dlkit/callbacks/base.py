@@ -11,8 +11,8 @@ means, read from the device only when a callback looks at them. There are no
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Optional
 
 
 class Callback:

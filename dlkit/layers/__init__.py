@@ -1,20 +1,56 @@
 """Keras-named layers, each a Flax Linen module (see ``dlkit.layers.base`` for the conventions)."""
+from dlkit.layers.attention import (
+                               LayerNormalization,
+                               MultiHeadAttention,
+                               PositionalEmbedding,
+                               TransformerDecoder,
+                               TransformerEncoder,
+)
 from dlkit.layers.base import Layer, add_loss
-from dlkit.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose, Conv3D
-from dlkit.layers.core import (Activation, Dense, Dropout, Flatten, GaussianNoise, LeakyReLU, Reshape,
-                               UpSampling2D)
-from dlkit.layers.normalization import BatchNormalization
-from dlkit.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
-                                  GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
-                                  GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
-from dlkit.layers.preprocessing import (Normalization, RandomCrop, RandomFlip, RandomRotation, RandomTranslation,
-                                        RandomZoom, Rescaling)
-from dlkit.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
-                                  concatenate, maximum, minimum, multiply, subtract)
-from dlkit.layers.attention import (LayerNormalization, MultiHeadAttention, PositionalEmbedding,
-                                    TransformerDecoder, TransformerEncoder)
-from dlkit.layers.embedding import Embedding
 from dlkit.layers.bidirectional import Bidirectional
+from dlkit.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose, Conv3D
+from dlkit.layers.core import Activation, Dense, Dropout, Flatten, GaussianNoise, LeakyReLU, Reshape, UpSampling2D
+from dlkit.layers.embedding import Embedding
+from dlkit.layers.merging import (
+                               Add,
+                               Average,
+                               Concatenate,
+                               Maximum,
+                               Minimum,
+                               Multiply,
+                               Subtract,
+                               add,
+                               average,
+                               concatenate,
+                               maximum,
+                               minimum,
+                               multiply,
+                               subtract,
+)
+from dlkit.layers.normalization import BatchNormalization
+from dlkit.layers.pooling import (
+                               AveragePooling1D,
+                               AveragePooling2D,
+                               AveragePooling3D,
+                               GlobalAveragePooling1D,
+                               GlobalAveragePooling2D,
+                               GlobalAveragePooling3D,
+                               GlobalMaxPooling1D,
+                               GlobalMaxPooling2D,
+                               GlobalMaxPooling3D,
+                               MaxPooling1D,
+                               MaxPooling2D,
+                               MaxPooling3D,
+)
+from dlkit.layers.preprocessing import (
+                               Normalization,
+                               RandomCrop,
+                               RandomFlip,
+                               RandomRotation,
+                               RandomTranslation,
+                               RandomZoom,
+                               Rescaling,
+)
 from dlkit.layers.recurrent import GRU, LSTM, SimpleRNN
 from dlkit.symbolic import Input
 

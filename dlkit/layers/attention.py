@@ -10,7 +10,8 @@ blocks with the book's sub-layer names.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, ClassVar, Optional, Union
 
 import flax.linen as nn
 import jax

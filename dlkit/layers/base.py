@@ -1,7 +1,8 @@
 """The conventions every dlkit layer follows, and that user-written Linen modules may follow.
 
 * **Training flag.** ``__call__(self, inputs, training: bool = False)`` (a dlkit
-  ``Layer`` implements it as ``call``), Keras' ``training=`` call argument. The loop passes ``training=True`` in ``fit`` and
+  ``Layer`` implements it as ``call``), Keras' ``training=`` call argument. The loop passes
+  ``training=True`` in ``fit`` and
   ``False`` in ``evaluate``/``predict``; a module whose ``__call__`` has no
   ``training`` parameter is simply called without it.
 * **Randomness.** Training-time randomness (dropout, augmentation) draws from
@@ -17,7 +18,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Optional, Sequence
+from collections.abc import Sequence
+from typing import ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp

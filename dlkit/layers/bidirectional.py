@@ -9,7 +9,6 @@ import jax.numpy as jnp
 from dlkit.layers.base import Layer
 from dlkit.layers.recurrent import _RNN
 
-
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 

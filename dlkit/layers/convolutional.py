@@ -66,7 +66,8 @@ class _Conv(WeightedLayer):
         kernel_size = as_tuple(self.kernel_size, self.rank, "kernel_size")
         in_channels = inputs.shape[-1]
         if in_channels % self.groups or self.filters % self.groups:
-            raise ValueError(f"{name}: channels ({in_channels}) and filters ({self.filters}) must be divisible by groups={self.groups}.")
+            raise ValueError(f"{name}: channels ({in_channels}) and filters ({self.filters}) must be divisible "
+                             f"by groups={self.groups}.")
         kernel, bias = self._weights((*kernel_size, in_channels // self.groups, self.filters), self.filters)
         y = lax.conv_general_dilated(
             inputs,

@@ -1,7 +1,8 @@
 """Core layers: Dense, Activation, LeakyReLU, Dropout, GaussianNoise, Flatten, Reshape, UpSampling2D."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax

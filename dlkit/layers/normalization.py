@@ -64,9 +64,11 @@ class BatchNormalization(Layer):
         broadcast[axis] = size
 
         moving_mean = self.variable(
-            "batch_stats", "moving_mean", lambda: initializers.get(self.moving_mean_initializer)(None, (size,), jnp.float32))
+            "batch_stats", "moving_mean",
+            lambda: initializers.get(self.moving_mean_initializer)(None, (size,), jnp.float32))
         moving_var = self.variable(
-            "batch_stats", "moving_variance", lambda: initializers.get(self.moving_variance_initializer)(None, (size,), jnp.float32))
+            "batch_stats", "moving_variance",
+            lambda: initializers.get(self.moving_variance_initializer)(None, (size,), jnp.float32))
 
         if training:
             mean = jnp.mean(inputs, axis=reduce_axes)
@@ -79,7 +81,8 @@ class BatchNormalization(Layer):
 
         y = (inputs - mean.reshape(broadcast)) * (1.0 / jnp.sqrt(var + self.epsilon)).reshape(broadcast)
         if self.scale:
-            y = y * self.param("gamma", initializers.get(self.gamma_initializer), (size,), jnp.float32).reshape(broadcast)
+            gamma = self.param("gamma", initializers.get(self.gamma_initializer), (size,), jnp.float32)
+            y = y * gamma.reshape(broadcast)
         if self.center:
             y = y + self.param("beta", initializers.get(self.beta_initializer), (size,), jnp.float32).reshape(broadcast)
         return y

@@ -6,9 +6,8 @@ Keras does.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import math
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from jax import lax
@@ -37,7 +36,8 @@ class _Pooling(Layer):
         total = lax.reduce_window(inputs, 0.0, lax.add, window, strides, padding)
         if padding == "VALID":
             return total / math.prod(window)
-        counts = lax.reduce_window(jnp.ones((1, *inputs.shape[1:-1], 1), inputs.dtype), 0.0, lax.add, window, strides, padding)
+        ones = jnp.ones((1, *inputs.shape[1:-1], 1), inputs.dtype)
+        counts = lax.reduce_window(ones, 0.0, lax.add, window, strides, padding)
         return total / counts
 
 

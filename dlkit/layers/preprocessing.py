@@ -20,7 +20,8 @@ pixel coordinates: output pixel ``(x, y)`` takes the input value at
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, ClassVar, Optional, Union
 
 import jax
 import jax.numpy as jnp

@@ -26,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import flax.struct
 import jax
@@ -144,7 +145,7 @@ class Metric:
             return _eager(self, "compute", self.init() if state is None else state)
         return self.compute(state)
 
-    def measure(self, y_true, y_pred, sample_weight=None, mask=None) -> "MetricState":
+    def measure(self, y_true, y_pred, sample_weight=None, mask=None) -> MetricState:
         """One batch's ``MetricState``; return it from a custom step among the logs.
 
         Args:
@@ -195,7 +196,7 @@ class MetricState:
     metric: Metric = flax.struct.field(pytree_node=False)
     state: Any
 
-    def merge(self, other: "MetricState") -> "MetricState":
+    def merge(self, other: MetricState) -> MetricState:
         """The merged state of ``self`` and ``other`` (same metric)."""
         return MetricState(self.metric, self.metric.merge(self.state, other.state))
 
@@ -203,7 +204,7 @@ class MetricState:
         """The metric's value for this state."""
         return self.metric.compute(self.state)
 
-    def empty(self) -> "MetricState":
+    def empty(self) -> MetricState:
         """The same metric with its initial state."""
         return MetricState(self.metric, self.metric.init())
 

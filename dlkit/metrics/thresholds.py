@@ -19,7 +19,8 @@ the same comparisons ``p > t`` as Keras' direct method.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,8 @@ same keys); ``outputs`` may be one tensor, a list/tuple, or a dict.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax

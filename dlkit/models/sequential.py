@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import flax.linen as nn
 

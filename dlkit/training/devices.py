@@ -34,7 +34,7 @@ _CPU_OPTIONS = ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_IN
 _CPU_OPTIONS_WITHOUT_AVX512 = ({"xla_cpu_experimental_ynn_fusion_type": ""},)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_flags(path: str = "/proc/cpuinfo") -> Optional[frozenset]:
     """The host CPU's feature flags (Linux), or ``None`` where they cannot be read. Read once per path."""
     try:
@@ -67,7 +67,7 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _accepted(backend: str, items: tuple) -> bool:
     """Whether this jaxlib compiles with these options (a newer one may drop a flag)."""
     try:

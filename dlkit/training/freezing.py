@@ -16,8 +16,7 @@ lies in a frozen part.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Iterator
+from collections.abc import Iterator, Mapping
 
 import flax.linen as nn
 import jax

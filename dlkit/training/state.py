@@ -1,8 +1,8 @@
 """The explicit training state: one pytree holding everything training changes."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 import flax.core
 import flax.struct
@@ -33,7 +33,7 @@ class TrainState:
     frozen: tuple = flax.struct.field(pytree_node=False, default=())  # freezing rules ((path, trainable), ...)
 
     @classmethod
-    def create(cls, variables: dict, tx, rng: jax.Array, apply_fn: Optional[Callable] = None) -> "TrainState":
+    def create(cls, variables: dict, tx, rng: jax.Array, apply_fn: Optional[Callable] = None) -> TrainState:
         variables = dict(variables)
         params = variables.pop("params", {})
         return cls(
@@ -51,7 +51,7 @@ class TrainState:
         """What ``model.apply`` takes: ``{'params': ..., **model_state}``."""
         return {"params": self.params, **self.model_state}
 
-    def apply_gradients(self, grads, part: Optional[str] = None) -> "TrainState":
+    def apply_gradients(self, grads, part: Optional[str] = None) -> TrainState:
         """One optimizer update: ``params <- params + tx.update(grads)``.
 
         With several optimizers, ``part`` names the parameter group ``grads`` are for.

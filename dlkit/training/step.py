@@ -27,7 +27,8 @@ are several optimizers).
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

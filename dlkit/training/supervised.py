@@ -17,8 +17,8 @@ the sample weight and ``weighted_metrics`` use it, as in Keras; both are streami
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +26,8 @@ import numpy as np
 
 from dlkit import losses as losses_lib
 from dlkit import metrics as metrics_lib
-from dlkit.training.step import Batch, apply, as_metric_states
 from dlkit.training.state import TrainState
+from dlkit.training.step import Batch, apply, as_metric_states
 
 
 @dataclasses.dataclass(frozen=True)

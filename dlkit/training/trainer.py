@@ -23,8 +23,8 @@ by kind and shape, so an epoch after the first compiles nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -36,11 +36,9 @@ from dlkit.callbacks import CallbackList, History, ProgbarLogger
 from dlkit.callbacks.base import LazyLogs
 from dlkit.calling import accepts_training
 from dlkit.layers.base import LOSSES
-
-from dlkit.training import checkpoints, supervised, weights
+from dlkit.training import checkpoints, freezing, interrupts, supervised, weights
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
-from dlkit.training import freezing, interrupts
 from dlkit.training import step as step_lib
 from dlkit.training.state import TrainState, hashable, init_optimizer
 from dlkit.training.step import Batch
@@ -588,7 +586,8 @@ class Trainer:
         if "test" not in self._public:
             step = self._bound("test_step").test
             self._require_test_step("test_step")
-            self._public["test"] = self._jit(lambda state, batch: step_lib.log_values(step(state, step_lib.as_batch(batch))), None)
+            self._public["test"] = self._jit(
+                lambda state, batch: step_lib.log_values(step(state, step_lib.as_batch(batch))), None)
         return self._public["test"]
 
     eval_step = test_step
@@ -680,7 +679,7 @@ class Trainer:
         self.state = self.state.replace(opt_state=optimizers.with_learning_rate(self.state.opt_state, value))
 
     @property
-    def optimizer(self) -> "_OptimizerView":
+    def optimizer(self) -> _OptimizerView:
         """Keras' ``model.optimizer``: ``trainer.optimizer.learning_rate`` reads and sets the rate."""
         return _OptimizerView(self)
 
