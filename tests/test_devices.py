@@ -10,35 +10,53 @@ SCRIPT = r"""
 import json, sys
 import jax, numpy as np
 import dlkit
-from dlkit import layers
+from dlkit import layers, metrics
 x, y = dlkit.datasets.load_digits()
 x, y = x[:1000], y[:1000]
-model = dlkit.Sequential([dlkit.Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
-                          layers.BatchNormalization(), layers.MaxPooling2D(2), layers.Flatten(),
-                          layers.Dropout(0.2), layers.Dense(10)])
-trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.01, momentum=0.9),
+
+def model():
+    return dlkit.Sequential([dlkit.Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
+                             layers.BatchNormalization(), layers.MaxPooling2D(2), layers.Flatten(),
+                             layers.Dropout(0.2), layers.Dense(10)])
+
+trainer = dlkit.Trainer(model(), optimizer=dlkit.optimizers.SGD(0.01, momentum=0.9),
                         loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 history = trainer.fit(x, y, batch_size=64, epochs=2, validation_split=0.1, verbose=0)
+# The streaming metrics on the same weights (the 1-device run's, from a file): 64-row batches split over
+# the devices, and a padded last batch of 40.
+mode, path = sys.argv[1:3]
+if mode == "save":
+    np.savez(path, *trainer.get_weights())
+evaluator = dlkit.Trainer(model(), loss=dlkit.losses.CategoricalCrossentropy(from_logits=True), metrics=[
+    metrics.AUC(from_logits=True), metrics.F1Score(average="macro"), metrics.TopKCategoricalAccuracy(k=3),
+    metrics.MeanIoU(10, sparse_y_true=False, sparse_y_pred=False), metrics.Precision(thresholds=0.0)])
+with np.load(path) as saved:
+    evaluator.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+scores = evaluator.evaluate(x, np.eye(10, dtype=np.float32)[y], batch_size=64, return_dict=True)
 print(json.dumps({"devices": len(jax.devices()), "mesh": trainer.mesh.size, "history": history.history,
-                  "kernel": trainer.get_weights()[0].ravel().tolist()}))
+                  "kernel": trainer.get_weights()[0].ravel().tolist(), "scores": scores}))
 """
 
 
-def run(devices: int) -> dict:
+def run(devices: int, *args) -> dict:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, *args], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_eight_devices_match_one_device():
-    one, eight = run(1), run(8)
+def test_eight_devices_match_one_device(tmp_path):
+    weights = str(tmp_path / "weights.npz")
+    one, eight = run(1, "save", weights), run(8, "load", weights)
     assert (one["devices"], one["mesh"]) == (1, 1)
     assert (eight["devices"], eight["mesh"]) == (8, 8)
     for key, values in one["history"].items():
         np.testing.assert_allclose(eight["history"][key], values, rtol=1e-3, atol=1e-5, err_msg=key)
     # BN amplifies float-order differences over 28 steps; the losses above are the tight check.
     np.testing.assert_allclose(eight["kernel"], one["kernel"], atol=5e-3)
+    assert one["scores"]["auc"] > 0.9  # trained weights, not chance
+    for key, value in one["scores"].items():  # the same weights: every metric to 1e-6
+        np.testing.assert_allclose(eight["scores"][key], value, rtol=1e-6, atol=1e-6, err_msg=key)
 
 
 def test_xla_options_are_gated_on_what_this_jaxlib_accepts(monkeypatch):

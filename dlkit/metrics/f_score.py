@@ -50,6 +50,8 @@ class _FScore(Metric):
 
     def update(self, state, y_true, y_pred, sample_weight=None, mask=None):
         y_true, y_pred = jnp.asarray(y_true, jnp.float32), jnp.asarray(y_pred, jnp.float32)
+        if y_true.ndim == 1 and y_pred.shape[1:] == (1,):  # (batch,) targets of a (batch, 1) output, as losses take
+            y_true = y_true[:, None]
         if y_pred.ndim != 2 or y_true.ndim != 2:
             raise ValueError(f"{type(self).__name__} expects 2D inputs with shape (batch_size, output_dim). "
                              f"Received input shapes: y_pred.shape={y_pred.shape} and y_true.shape={y_true.shape}.")
