@@ -14,7 +14,10 @@ time (compile included), median steady epoch (with min-max), test accuracy (mean
 the row's seeds, then per contender over all its seeds with the standard error), and
 dlkit's ratios; dlkit compiles with its own XLA options, so its two rows are the same
 program and the ratios pool them. ``--tiny`` times a 784-32-10 MLP where per-step dispatch
-dominates.
+dominates. ``--baseline DIR`` adds dlkit imported from another checkout (a worktree of the
+previous commit, say) as the contender ``dlkit-base``, interleaved with the rest, and prints
+the pooled steady-epoch ratio; ``--auc-overhead`` adds dlkit on one-hot labels with and
+without ``metrics=['AUC']`` and prints that ratio.
 """
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ def data(flat: bool):
     return x_train, y_train, x_test, y_test
 
 
-def run_dlkit(epochs: int, tiny: bool, seed: int):
+def run_dlkit(epochs: int, tiny: bool, seed: int, variant: str = "sparse"):
+    """``variant``: ``sparse`` (integer labels, accuracy), ``onehot`` (one-hot labels, accuracy) or
+    ``auc`` (one-hot labels, accuracy and AUC): the last two price a streaming metric."""
     import dlkit
     from dlkit import layers
     x_train, y_train, x_test, y_test = data(tiny)
@@ -49,8 +54,13 @@ def run_dlkit(epochs: int, tiny: bool, seed: int):
             dlkit.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"), layers.AveragePooling2D(2),
             layers.Conv2D(64, 3, activation="relu"), layers.AveragePooling2D(2), layers.Flatten(),
             layers.Dense(256, activation="relu"), layers.Dense(10)])
-    trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.1, momentum=0.9),
-                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+    if variant == "sparse":
+        loss, metrics = dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
+    else:
+        loss = dlkit.losses.CategoricalCrossentropy(from_logits=True)
+        y_train, y_test = dlkit.utils.to_categorical(y_train, 10), dlkit.utils.to_categorical(y_test, 10)
+        metrics = ["accuracy", *([dlkit.metrics.AUC(from_logits=True)] if variant == "auc" else [])]
+    trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.1, momentum=0.9), loss=loss, metrics=metrics,
                             seed=seed)
     times, began = [], []
     timer = dlkit.callbacks.LambdaCallback(
@@ -142,36 +152,51 @@ def run_keras(epochs: int, tiny: bool, seed: int):
 
 
 RUNNERS = {"dlkit": run_dlkit, "flax": run_flax, "keras": run_keras}
+# Contenders beyond the three: (worker, its arguments). ``dlkit-base`` is dlkit from another
+# checkout (``--baseline DIR``, e.g. a worktree of the previous commit), run by the same worker code.
+VARIANTS = {"dlkit-onehot": ("dlkit", ["--variant", "onehot"]), "dlkit-auc": ("dlkit", ["--variant", "auc"]),
+            "dlkit-base": ("dlkit", [])}
 
 
-def worker(name: str, epochs: int, tiny: bool, seed: int) -> None:
-    times, accuracy = RUNNERS[name](epochs, tiny, seed)
-    print(json.dumps({"times": times, "accuracy": float(accuracy)}))
+def worker(name: str, epochs: int, tiny: bool, seed: int, variant: str) -> None:
+    import dlkit
+    extra = {"variant": variant} if name == "dlkit" else {}
+    times, accuracy = RUNNERS[name](epochs, tiny, seed, **extra)
+    print(json.dumps({"times": times, "accuracy": float(accuracy), "dlkit": os.path.dirname(dlkit.__file__)}))
 
 
-def spawn(script: str, name: str, flags: str, epochs: int, extra: list):
+def spawn(script: str, name: str, flags: str, epochs: int, extra: list, baseline: str = ""):
     """Run ``script --worker name`` in a fresh process (XLA_FLAGS is read once per process)."""
     env = dict(os.environ)
     if flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
-    cmd = [sys.executable, script, "--worker", name, "--epochs", str(epochs), *extra]
+    worker_name, worker_args = VARIANTS.get(name, (name, []))
+    if name == "dlkit-base":
+        env["PYTHONPATH"] = os.pathsep.join([baseline, *filter(None, [env.get("PYTHONPATH")])])
+    cmd = [sys.executable, script, "--worker", worker_name, "--epochs", str(epochs), *worker_args, *extra]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
         print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if name == "dlkit-base" and not result["dlkit"].startswith(os.path.abspath(baseline)):
+        raise SystemExit(f"dlkit-base imported dlkit from {result['dlkit']}, not from {baseline}")
+    return result
 
 
-def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()) -> None:
-    """Run every contender of ``script`` in both XLA environments, interleaved, and print the table."""
+def compare(script: str, title: str, epochs: int, repeats: int, extra: list = (), baseline: str = "",
+            variants: tuple = ()) -> None:
+    """Run every contender of ``script`` in both XLA environments, interleaved, and print the table;
+    ``baseline`` adds dlkit from that checkout, ``variants`` more dlkit configurations (``VARIANTS``)."""
     import importlib.util
-    names = ["dlkit", "flax"] + (["keras"] if importlib.util.find_spec("keras") else [])
+    names = ["dlkit", *(["dlkit-base"] if baseline else []), *variants, "flax"] + (
+        ["keras"] if importlib.util.find_spec("keras") else [])
     envs = (("default", ""), ("ynn off", BEST_FLAGS))
     runs: dict = {}
     for r in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
         for e, (env_name, flags) in enumerate(envs):
             for name in names:  # every process of a contender trains from its own seed
-                result = spawn(script, name, flags, epochs, [*extra, "--seed", str(e * repeats + r)])
+                result = spawn(script, name, flags, epochs, [*extra, "--seed", str(e * repeats + r)], baseline)
                 if result:
                     runs.setdefault((name, env_name), []).append(result)
     steps = -(-8000 // BATCH)
@@ -179,7 +204,7 @@ def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()
           f"seeds 0-{repeats - 1} (default env) and {repeats}-{2 * repeats - 1} (ynn off); first = median first "
           f"epoch (compile included); steady = median of every later epoch, spread = min-max of the per-process "
           f"medians, test acc = mean over the row's seeds")
-    print(f"{'contender':<8} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} "
+    print(f"{'contender':<12} {'XLA env':<8} {'first s':>8} {'steady s':>9} {'spread':>12} {'ms/step':>8} "
           f"{'test acc':>9}")
     summary, accuracies = {}, {}
     for (name, env_name), results in runs.items():
@@ -189,19 +214,30 @@ def compare(script: str, title: str, epochs: int, repeats: int, extra: list = ()
         accuracy = statistics.mean(r["accuracy"] for r in results)
         accuracies.setdefault(name, []).extend(r["accuracy"] for r in results)
         summary[(name, env_name)] = (first, steady)
-        print(f"{name:<8} {env_name:<8} {first:>8.2f} {steady:>9.3f} {min(per_process):>5.2f}-{max(per_process):<6.2f}"
+        print(f"{name:<12} {env_name:<8} {first:>8.2f} {steady:>9.3f} {min(per_process):>5.2f}-{max(per_process):<6.2f}"
               f" {1000 * steady / steps:>8.2f} {accuracy:>9.4f}")
     for name, values in accuracies.items():  # the accuracy does not depend on the environment: pool both
         spread = statistics.stdev(values) if len(values) > 1 else float("nan")
         print(f"test accuracy {name}: mean {statistics.mean(values):.4f} +- {spread / len(values) ** 0.5:.4f} "
               f"(standard error; sd {spread:.4f} over {len(values)} seeds)")
-    ours = [r for (name, _), results in runs.items() if name == "dlkit" for r in results]
+    def pooled(contender: str) -> list:
+        return [r for (name, _), results in runs.items() if name == contender for r in results]
+
+    def steady(results: list) -> float:
+        return statistics.median(t for r in results for t in r["times"][1:])
+
+    for contender, reference in (("dlkit", "dlkit-base"), ("dlkit-auc", "dlkit-onehot")):
+        if pooled(contender) and pooled(reference):  # the same program in both environments: pool them
+            print(f"pooled steady epoch {contender} / {reference}: "
+                  f"{steady(pooled(contender)) / steady(pooled(reference)):.3f}x "
+                  f"({steady(pooled(contender)):.3f} s / {steady(pooled(reference)):.3f} s)")
+    ours = [r for r in pooled("dlkit")]
     if ours:  # dlkit compiles with its own XLA options, so both environments run the same dlkit program: pool them
         ours_first = statistics.median(r["times"][0] for r in ours)
         ours_steady = statistics.median(t for r in ours for t in r["times"][1:])
         print(f"dlkit, both environments pooled: first {ours_first:.2f} s, steady {ours_steady:.3f} s")
         for env_name, _ in envs:
-            others = [(v[1], v[0], n) for (n, e), v in summary.items() if e == env_name and n != "dlkit"]
+            others = [(v[1], v[0], n) for (n, e), v in summary.items() if e == env_name and n in ("flax", "keras")]
             if others:
                 best_steady, _, best_name = min(others)
                 best_first = min(o[1] for o in others)
@@ -216,11 +252,15 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", default="sparse")
+    parser.add_argument("--baseline", default="", help="a checkout of another dlkit commit to time as dlkit-base")
+    parser.add_argument("--auc-overhead", action="store_true", help="time dlkit with and without metrics=['AUC']")
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.epochs, args.tiny, args.seed)
+        return worker(args.worker, args.epochs, args.tiny, args.seed, args.variant)
     compare(os.path.abspath(__file__), "tiny MLP" if args.tiny else "CNN", args.epochs, args.repeats,
-            ["--tiny"] if args.tiny else [])
+            ["--tiny"] if args.tiny else [], args.baseline,
+            ("dlkit-onehot", "dlkit-auc") if args.auc_overhead else ())
 
 
 if __name__ == "__main__":

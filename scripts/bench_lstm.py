@@ -11,7 +11,7 @@ process per contender, default XLA environment and YNNPACK fusion off,
 interleaved repeats, every process from its own seed; prints first-epoch time
 (compile included), median steady epoch (with min-max of the per-process medians),
 test accuracy (per row, then per contender over all its seeds with the standard
-error), and dlkit's ratios.
+error), and dlkit's ratios; ``--baseline DIR`` times dlkit from another checkout too.
 """
 from __future__ import annotations
 
@@ -88,8 +88,9 @@ RUNNERS = {"dlkit": run_dlkit, "flax": run_flax, "keras": run_keras}
 
 
 def worker(name: str, epochs: int, seed: int) -> None:
+    import dlkit
     times, accuracy = RUNNERS[name](epochs, seed)
-    print(json.dumps({"times": times, "accuracy": float(accuracy)}))
+    print(json.dumps({"times": times, "accuracy": float(accuracy), "dlkit": os.path.dirname(dlkit.__file__)}))
 
 
 def main() -> None:
@@ -98,10 +99,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", default="", help="a checkout of another dlkit commit to time as dlkit-base")
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.epochs, args.seed)
-    compare(os.path.abspath(__file__), "LSTM rows", args.epochs, args.repeats)
+    compare(os.path.abspath(__file__), "LSTM rows", args.epochs, args.repeats, baseline=args.baseline)
 
 
 if __name__ == "__main__":
