@@ -28,12 +28,18 @@ def _shape_text(shape) -> str:
 
 
 class SymbolicTensor:
-    """A placeholder for a batch of tensors of a known per-sample shape.
+    """A placeholder for a batch of tensors of a known per-sample shape (Keras' ``KerasTensor``).
 
     ``shape`` shows the batch axis as ``None`` (Keras' ``(None, 28, 28, 1)``);
-    ``sample_shape`` is the shape of one sample. ``node`` is the layer call that
-    produced it (``None`` for an ``Input``), ``index`` its place among that
-    call's outputs.
+    ``sample_shape`` is the shape of one sample. It has no value: ``bool()`` and numpy
+    conversion raise ``TypeError``.
+
+    Args:
+      sample_shape: the shape of one sample (no batch axis).
+      dtype: the dtype of the tensor.
+      node: the layer call that produced it (``None`` for an ``Input``).
+      index: its place among that call's flat outputs.
+      name: an optional name (an ``Input``'s key in a functional model's dict inputs).
     """
 
     def __init__(self, sample_shape: Sequence[int], dtype: Any = "float32", node: Optional[Node] = None,
@@ -46,14 +52,20 @@ class SymbolicTensor:
 
     @property
     def shape(self) -> tuple:
+        """Keras' shape: ``(None, *sample_shape)``, the batch axis as ``None``."""
         return (None, *self.sample_shape)
 
     @property
     def ndim(self) -> int:
+        """The number of axes, the batch axis included."""
         return len(self.shape)
 
     def dummy(self) -> jax.ShapeDtypeStruct:
-        """A stand-in batch for ``jax.eval_shape``."""
+        """A stand-in batch for ``jax.eval_shape``.
+
+        Returns:
+          A ``jax.ShapeDtypeStruct`` of shape ``(2, *sample_shape)`` (a dummy batch of 2).
+        """
         return jax.ShapeDtypeStruct((_DUMMY_BATCH, *self.sample_shape), self.dtype)
 
     def __repr__(self) -> str:
@@ -102,9 +114,18 @@ class Input(SymbolicTensor):
 
 
 class Node:
-    """One recorded layer call: ``layer(*args, **kwargs)`` where some leaves of
-    ``(args, kwargs)`` are symbolic tensors; ``outputs`` are the flat output tensors
-    and ``out_tree`` their structure."""
+    """One recorded layer call, ``layer(*args, **kwargs)``, where some leaves of
+    ``(args, kwargs)`` are symbolic tensors (Keras' ``Node``).
+
+    Nodes are numbered in creation order (``order``), which is a valid call order.
+
+    Args:
+      layer: the layer called.
+      leaves: the flat leaves of ``(args, kwargs)``, symbolic tensors among them.
+      treedef: the structure of ``(args, kwargs)``.
+      outputs: the flat output tensors (filled in by ``call_layer``).
+      out_tree: the structure of the outputs.
+    """
 
     _created = itertools.count()
 
@@ -118,15 +139,31 @@ class Node:
 
     @property
     def parents(self) -> list:
+        """The symbolic tensors this call reads, in argument order."""
         return [leaf for leaf in self.leaves if isinstance(leaf, SymbolicTensor)]
 
     def arguments(self, values: dict):
-        """``(args, kwargs)`` with each symbolic tensor replaced by ``values[id(tensor)]``."""
+        """The call's arguments with real values in place of the symbolic tensors.
+
+        Args:
+          values: ``{id(tensor): value}`` for every symbolic tensor of the call.
+
+        Returns:
+          ``(args, kwargs)`` with each symbolic tensor replaced by ``values[id(tensor)]``.
+        """
         leaves = [values[id(leaf)] if isinstance(leaf, SymbolicTensor) else leaf for leaf in self.leaves]
         return jax.tree.unflatten(self.treedef, leaves)
 
 
 def is_symbolic(value) -> bool:
+    """Whether a layer's input is symbolic: a ``SymbolicTensor``, or a tuple/list/dict holding one.
+
+    Args:
+      value: a layer's first call argument.
+
+    Returns:
+      True when the call is to be recorded (``call_layer``) rather than run.
+    """
     return isinstance(value, SymbolicTensor) or (
         isinstance(value, (tuple, list)) and any(isinstance(v, SymbolicTensor) for v in value)) or (
         isinstance(value, dict) and any(isinstance(v, SymbolicTensor) for v in value.values()))
@@ -149,11 +186,24 @@ def _weights_text(shapes) -> str:
 
 
 def call_layer(layer, inputs, *args, **kwargs):
-    """Record ``layer(inputs, *args, **kwargs)`` in a functional graph; returns its symbolic outputs.
+    """Record ``layer(inputs, *args, **kwargs)`` in a functional graph (Keras' symbolic call).
 
-    The output shapes come from ``jax.eval_shape`` of the layer's ``init`` on a
-    dummy batch; a failure there is raised as a ``ValueError`` naming the layer
-    and the input shapes.
+    The output shapes come from ``jax.eval_shape`` of the layer's ``init`` on a dummy
+    batch (``training=False`` where the layer takes it); nothing runs.
+
+    Args:
+      layer: the Linen layer called.
+      inputs: a symbolic tensor, or a structure of them.
+      *args: further call arguments (symbolic tensors or constants such as flags).
+      **kwargs: keyword call arguments.
+
+    Returns:
+      Symbolic tensors of the outputs, in the structure the layer returns.
+
+    Raises:
+      ValueError: for inputs mixing symbolic tensors and arrays, a shape error of the layer
+        (naming it and the input shapes), a shared layer called on inputs that need
+        other weight shapes, or an output without the batch axis first.
     """
     leaves, treedef = jax.tree.flatten(((inputs, *args), kwargs), is_leaf=_is_tensor)
     for leaf in leaves:
@@ -207,8 +257,18 @@ def call_layer(layer, inputs, *args, **kwargs):
 
 
 def graph(inputs: list, outputs: list) -> list:
-    """The nodes that compute ``outputs`` from ``inputs``, in the order the layers were
-    called (each node comes after the nodes it reads)."""
+    """The nodes that compute ``outputs`` from ``inputs`` (what Keras' functional ``Model`` replays).
+
+    Args:
+      inputs: the graph's input tensors.
+      outputs: the graph's output tensors.
+
+    Returns:
+      The nodes, in the order the layers were called (each after the nodes it reads).
+
+    Raises:
+      ValueError: "Graph disconnected" when an output needs an ``Input`` not among ``inputs``.
+    """
     known = {id(t) for t in inputs}
     nodes: dict = {}
     stack = [(tensor, "an output") for tensor in outputs]

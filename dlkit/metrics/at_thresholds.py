@@ -46,19 +46,31 @@ class _AtThreshold(ThresholdMetric):
 
     @property
     def constrained_argument(self) -> str:
+        """The name of the constraint's argument (``recall``, ``precision``, ...), the first field."""
         return dataclasses.fields(self)[0].name
 
     @property
     def value(self) -> float:
+        """The constraint's value, the least rate a threshold must reach."""
         return getattr(self, self.constrained_argument)
 
     def threshold_values(self) -> tuple:
+        """The thresholds counted at.
+
+        Returns:
+          ``num_thresholds`` evenly spaced thresholds ``0, 1/(T-1), ..., 1`` (``(0.5,)`` for ``T = 1``).
+        """
         count = self.num_thresholds
         if count == 1:
             return (0.5,)
         return tuple([0.0] + [(i + 1) * 1.0 / (count - 1) for i in range(count - 2)] + [1.0])
 
     def evenly(self) -> bool:
+        """Whether the thresholds are evenly spaced (Keras' fast bucketing).
+
+        Returns:
+          True unless there is a single threshold.
+        """
         return self.num_thresholds > 1
 
     def compute(self, state):

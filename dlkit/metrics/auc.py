@@ -122,7 +122,11 @@ class AUC(Metric):
             thresholds_lib.parse_thresholds(self.thresholds)  # validate
 
     def threshold_values(self) -> tuple:
-        """All thresholds counted at, endpoints ``-eps`` and ``1 + eps`` included (Keras' ``thresholds``)."""
+        """All thresholds counted at (Keras' ``thresholds``).
+
+        Returns:
+          The sorted thresholds, endpoints ``-eps`` and ``1 + eps`` included.
+        """
         if self.thresholds is None:
             return thresholds_lib.evenly_spaced_with_epsilon(self.num_thresholds)
         inner = sorted(self.thresholds)

@@ -88,10 +88,15 @@ class Metric:
         raise NotImplementedError
 
     def init_for(self, y_true, y_pred) -> Any:
-        """``init()`` at the state's full shape for batches like ``(y_true, y_pred)`` (arrays or
-        ``jax.ShapeDtypeStruct``s). Metrics whose state size depends on the data (per-class
-        ``F1Score``, multi-label ``AUC`` without ``num_labels``, ``R2Score``) start from size-1 axes
-        that broadcast on the first ``update``/``merge``; a fixed carry (``lax.scan``) needs this.
+        """``init()`` at the state's full shape for batches like ``(y_true, y_pred)``.
+
+        Metrics whose state size depends on the data (per-class ``F1Score``, multi-label ``AUC``
+        without ``num_labels``, ``R2Score``) start from size-1 axes that broadcast on the first
+        ``update``/``merge``; a fixed carry (``lax.scan``) needs the full shape.
+
+        Args:
+          y_true: targets like a batch's (an array or a ``jax.ShapeDtypeStruct``).
+          y_pred: outputs like a batch's.
 
         Returns:
           Zeros with the shapes of ``update(init(), y_true, y_pred)``.
@@ -127,7 +132,14 @@ class Metric:
         return jax.tree.map(jnp.add, a, b)
 
     def compute(self, state) -> jax.Array:
-        """The metric's value for ``state`` (what ``result`` returns)."""
+        """The metric's value for ``state`` (what ``result`` returns); subclasses implement it.
+
+        Args:
+          state: a state from ``init``, ``update`` or ``merge``.
+
+        Returns:
+          The value, as the class docstring's ``Returns (result)`` says.
+        """
         raise NotImplementedError
 
     def result(self, state=None) -> jax.Array:
@@ -161,7 +173,13 @@ class Metric:
 
     # Keras' stateful, eager surface: the state is kept on the object, outside its fields.
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        """Keras' ``update_state``: accumulate a batch into the object's own state (eager use)."""
+        """Keras' ``update_state``: accumulate a batch into the object's own state (eager use).
+
+        Args:
+          y_true: the targets.
+          y_pred: the model's outputs.
+          sample_weight: ``None`` or one weight per row.
+        """
         state = self.__dict__.get("_eager_state")
         state = self.init() if state is None else state
         object.__setattr__(self, "_eager_state", _eager(self, "update", state, jnp.asarray(y_true),
@@ -172,7 +190,16 @@ class Metric:
         object.__setattr__(self, "_eager_state", None)
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> jax.Array:
-        """Keras' ``metric(y_true, y_pred)``: ``update_state`` then ``result()``."""
+        """Keras' ``metric(y_true, y_pred)``: ``update_state`` then ``result()``.
+
+        Args:
+          y_true: the targets.
+          y_pred: the model's outputs.
+          sample_weight: ``None`` or one weight per row.
+
+        Returns:
+          The value over every batch accumulated since the last ``reset_state``.
+        """
         self.update_state(y_true, y_pred, sample_weight)
         return self.result()
 
@@ -183,7 +210,7 @@ class MetricState:
     a Keras metric object holds in its variables, as a value).
 
     The loop merges the ``MetricState`` logs of every batch of an epoch and reads
-    ``result()`` once at its end.
+    ``result()`` once at its end. ``replace(**fields)`` (from ``flax.struct``) returns a copy.
 
     Args:
       metric: the metric (static: hashable, not a leaf).
@@ -197,15 +224,30 @@ class MetricState:
     state: Any
 
     def merge(self, other: MetricState) -> MetricState:
-        """The merged state of ``self`` and ``other`` (same metric)."""
+        """Both batches' states merged.
+
+        Args:
+          other: a state of the same metric.
+
+        Returns:
+          ``MetricState(metric, metric.merge(self.state, other.state))``.
+        """
         return MetricState(self.metric, self.metric.merge(self.state, other.state))
 
     def result(self) -> jax.Array:
-        """The metric's value for this state."""
+        """The metric's value for this state.
+
+        Returns:
+          ``metric.compute(state)``.
+        """
         return self.metric.compute(self.state)
 
     def empty(self) -> MetricState:
-        """The same metric with its initial state."""
+        """The same metric with its initial state.
+
+        Returns:
+          ``MetricState(metric, metric.init())``.
+        """
         return MetricState(self.metric, self.metric.init())
 
 
@@ -235,6 +277,18 @@ class Mean(Metric):
         return {"total": _zeros(self.dtype), "count": _zeros(self.dtype)}
 
     def update(self, state, values, sample_weight=None, mask=None, *unused):
+        """Add one batch of values to ``state``.
+
+        Args:
+          state: a state from ``init``, ``update`` or ``merge``.
+          values: one value per row (or per element, batch axis first); a scalar is one row.
+          sample_weight: ``None`` or one weight per row.
+          mask: ``None`` or per-row 1 (real row) / 0 (padding).
+          *unused: further positional arguments, ignored.
+
+        Returns:
+          The new state.
+        """
         values = jnp.asarray(values, jnp.float32)
         if values.ndim == 0:
             values = values[None]
@@ -244,11 +298,26 @@ class Mean(Metric):
         return state["total"] / jnp.maximum(state["count"], jnp.finfo(jnp.float32).tiny)
 
     def update_state(self, values, sample_weight=None) -> None:
+        """Keras' ``update_state(values)``: accumulate values into the object's own state (eager use).
+
+        Args:
+          values: one value per row, or a scalar.
+          sample_weight: ``None`` or one weight per row.
+        """
         state = self.__dict__.get("_eager_state")
         state = self.init() if state is None else state
         object.__setattr__(self, "_eager_state", _eager(self, "update", state, jnp.asarray(values), sample_weight))
 
     def __call__(self, values, sample_weight=None):
+        """Keras' ``metric(values)``: ``update_state`` then ``result()``.
+
+        Args:
+          values: one value per row, or a scalar.
+          sample_weight: ``None`` or one weight per row.
+
+        Returns:
+          The value over every batch accumulated since the last ``reset_state``.
+        """
         self.update_state(values, sample_weight)
         return self.result()
 
@@ -272,6 +341,18 @@ class Sum(Metric):
         return _zeros(self.dtype)
 
     def update(self, state, values, sample_weight=None, mask=None, *unused):
+        """Add one batch of values to ``state``: ``state + sum(w * v)``.
+
+        Args:
+          state: the total so far.
+          values: one value per row (or per element, batch axis first); a scalar is one row.
+          sample_weight: ``None`` or one weight per row.
+          mask: ``None`` or per-row 1 (real row) / 0 (padding).
+          *unused: further positional arguments, ignored.
+
+        Returns:
+          The new total.
+        """
         values = jnp.asarray(values, jnp.float32)
         if values.ndim == 0:
             values = values[None]
@@ -335,7 +416,15 @@ class PerSampleMean(Metric):
     dtype: Any = None
 
     def values(self, y_true, y_pred) -> jax.Array:
-        """The per-sample (or per-element) values of one batch, batch axis first."""
+        """The per-sample (or per-element) values of one batch; subclasses implement it.
+
+        Args:
+          y_true: the targets, batch axis first.
+          y_pred: the model's outputs, batch axis first.
+
+        Returns:
+          The values, batch axis first (the functions in the class's module give them).
+        """
         raise NotImplementedError
 
     def init(self):

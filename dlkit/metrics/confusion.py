@@ -52,8 +52,15 @@ class ThresholdMetric(Metric):
         return None
 
     def threshold_values(self) -> tuple:
-        """The thresholds counted at: the given ones, or 0.5 (or -1e10 with ``top_k``, so that
-        exactly each row's ``top_k`` scores are positive)."""
+        """The thresholds counted at.
+
+        Returns:
+          The given thresholds as a tuple, or ``(0.5,)`` (``(-1e10,)`` with ``top_k``, so that
+          exactly each row's ``top_k`` scores are positive).
+
+        Raises:
+          ValueError: for a threshold outside ``[0, 1]``.
+        """
         default = 0.5 if self.top_k is None else thresholds_lib.NEG_INF
         return thresholds_lib.parse_thresholds(self.thresholds, default)
 

@@ -44,7 +44,11 @@ class _FScore(Metric):
 
     def init(self):
         """Zero counts: a scalar each for ``'micro'``, else one per class (one broadcasting
-        column before the first batch shows the number of classes)."""
+        column before the first batch shows the number of classes).
+
+        Returns:
+          The initial state.
+        """
         shape = () if self.average == "micro" else (1,)
         return {name: jnp.zeros(shape, self.dtype or jnp.float32) for name in _SUMS}
 

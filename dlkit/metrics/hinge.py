@@ -81,7 +81,16 @@ class _Hinge(PerSampleMean):
     squared = False
 
     def values(self, y_true, y_pred, rows=None):
-        """The per-element terms; ``rows``: the real rows, which decide the 0/1 -> -1/1 mapping."""
+        """The per-element terms, ``max(1 - y p, 0)`` (squared for ``SquaredHinge``).
+
+        Args:
+          y_true: targets in ``{-1, 1}`` (or all in ``{0, 1}``), batch axis first.
+          y_pred: scores, batch axis first.
+          rows: ``None`` or one bool per row, the real rows, which alone decide the 0/1 -> -1/1 mapping.
+
+        Returns:
+          One term per element, batch axis first.
+        """
         margins = _margins(y_true, y_pred, rows)
         return jnp.square(margins) if self.squared else margins
 

@@ -44,11 +44,24 @@ class _ConfusionIoU(Metric):
             object.__setattr__(self, "target_class_ids", ids)
 
     def class_ids(self) -> tuple:
-        """The classes averaged over."""
+        """The classes averaged over.
+
+        Returns:
+          ``target_class_ids`` where the class has them, else every class ``0 .. num_classes - 1``.
+        """
         return tuple(range(self.num_classes))
 
     def classes(self, y_true, y_pred):
-        """Class ids of the targets and the predictions, one per element."""
+        """Class ids of the targets and the predictions, one per element.
+
+        Args:
+          y_true: class ids, or scores / one-hot rows (argmax over ``axis``) unless ``sparse_y_true``.
+          y_pred: class ids, or scores (argmax over ``axis``) unless ``sparse_y_pred``; ``BinaryIoU``
+            thresholds probabilities (``p >= threshold`` is class 1).
+
+        Returns:
+          ``(true ids, predicted ids)``, int32, batch axis first.
+        """
         y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
         if not self.sparse_y_true:
             y_true = jnp.argmax(y_true, axis=self.axis)

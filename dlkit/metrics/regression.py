@@ -294,7 +294,11 @@ class R2Score(Metric):
                              f"Received: num_regressors={self.num_regressors}")
 
     def init(self):
-        """The sums, one per output; before the first batch one broadcasting column."""
+        """The sums, one per output; before the first batch one broadcasting column.
+
+        Returns:
+          ``{"sum", "squared_sum", "residual", "count"}`` of shape ``(1,)`` and a scalar ``"num_samples"``.
+        """
         zeros = jnp.zeros((1,), self.dtype or jnp.float32)
         return {"sum": zeros, "squared_sum": zeros, "residual": zeros, "count": zeros,
                 "num_samples": jnp.zeros((), self.dtype or jnp.float32)}

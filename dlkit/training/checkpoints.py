@@ -20,6 +20,16 @@ from dlkit.training.state import TrainState
 
 
 def to_tree(state: TrainState, weights_only: bool = False) -> dict:
+    """The parts of ``state`` a checkpoint holds, as a dict Orbax can save.
+
+    Args:
+      state: the training state.
+      weights_only: keep only ``params`` and ``model_state`` (no step, optimizer state or RNG).
+
+    Returns:
+      ``{"params", "model_state"}``, plus ``"step"``, ``"opt_state"`` and ``"rng"`` (the key's
+      raw data) unless ``weights_only``.
+    """
     tree = {"params": state.params, "model_state": state.model_state}
     if not weights_only:
         tree.update(step=state.step, opt_state=state.opt_state, rng=jax.random.key_data(state.rng))
@@ -27,7 +37,15 @@ def to_tree(state: TrainState, weights_only: bool = False) -> dict:
 
 
 def from_tree(state: TrainState, tree: dict) -> TrainState:
-    """``state`` with every part found in ``tree`` replaced (a weights-only tree replaces the weights)."""
+    """``state`` with every part found in ``tree`` replaced.
+
+    Args:
+      state: the state to update (its ``tx``, ``apply_fn`` and freezing rules are kept).
+      tree: a tree made by ``to_tree`` (a weights-only one replaces the weights alone).
+
+    Returns:
+      The updated ``TrainState``.
+    """
     parts = {"params": tree["params"], "model_state": tree["model_state"]}
     if "opt_state" in tree:
         parts.update(step=tree["step"], opt_state=tree["opt_state"], rng=jax.random.wrap_key_data(tree["rng"]))
@@ -35,7 +53,14 @@ def from_tree(state: TrainState, tree: dict) -> TrainState:
 
 
 def encode_shape(shape):
-    """A sample shape (or a dict / tuple of them) as JSON."""
+    """A sample shape (or a dict / tuple of them) as JSON.
+
+    Args:
+      shape: a tuple of ints, or a dict / tuple / list of them (one per input).
+
+    Returns:
+      Lists of ints in the same structure (dicts stay dicts).
+    """
     if isinstance(shape, dict):
         return {k: encode_shape(v) for k, v in shape.items()}
     if isinstance(shape, (tuple, list)) and shape and not isinstance(shape[0], (int, np.integer)):
@@ -44,6 +69,14 @@ def encode_shape(shape):
 
 
 def decode_shape(value):
+    """The inverse of ``encode_shape``.
+
+    Args:
+      value: the JSON value ``encode_shape`` made.
+
+    Returns:
+      A tuple of ints, or a dict / tuple of them.
+    """
     if isinstance(value, dict):
         return {k: decode_shape(v) for k, v in value.items()}
     if value and isinstance(value[0], list):
@@ -57,7 +90,15 @@ def _manager(directory: str, max_to_keep: Optional[int] = None) -> ocp.Checkpoin
 
 
 def save(directory: str, epoch: int, tree: dict, meta: dict, max_to_keep: Optional[int] = None) -> None:
-    """Save ``tree`` as the checkpoint for ``epoch`` (epochs completed) and wait until it is committed."""
+    """Save ``tree`` as the checkpoint for ``epoch`` and wait until it is committed.
+
+    Args:
+      directory: the checkpoint directory (created if missing).
+      epoch: the checkpoint's label, epochs completed (Orbax refuses one that exists).
+      tree: the arrays to save (``to_tree``).
+      meta: a JSON-serialisable record saved beside it.
+      max_to_keep: ``None`` keeps every checkpoint, else only the latest ``max_to_keep``.
+    """
     manager = _manager(directory, max_to_keep)
     manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
                  force=True)
@@ -66,7 +107,18 @@ def save(directory: str, epoch: int, tree: dict, meta: dict, max_to_keep: Option
 
 
 def read_meta(directory: str, epoch: Optional[int] = None) -> tuple[int, dict]:
-    """``(epoch, meta)`` of the given or latest committed checkpoint."""
+    """The record of the given or latest committed checkpoint.
+
+    Args:
+      directory: the checkpoint directory.
+      epoch: the checkpoint to read; ``None`` for the latest.
+
+    Returns:
+      ``(epoch, meta)``.
+
+    Raises:
+      FileNotFoundError: if ``directory`` holds no checkpoint.
+    """
     manager = _manager(directory)
     epoch = manager.latest_step() if epoch is None else epoch
     if epoch is None:
@@ -78,7 +130,16 @@ def read_meta(directory: str, epoch: Optional[int] = None) -> tuple[int, dict]:
 
 
 def restore(directory: str, epoch: int, target: dict) -> dict:
-    """The state tree saved for ``epoch``, shaped like ``target``."""
+    """The state tree saved for ``epoch``.
+
+    Args:
+      directory: the checkpoint directory.
+      epoch: the checkpoint to read.
+      target: a tree of the same structure (``to_tree`` of a state), giving shapes and dtypes.
+
+    Returns:
+      The restored tree.
+    """
     manager = _manager(directory)
     restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()
@@ -87,13 +148,30 @@ def restore(directory: str, epoch: int, target: dict) -> dict:
 
 def save_state(directory: str, state: TrainState, epoch: int, sample_shape, weights_only: bool = False) -> None:
     """Save a trainer's state (or its weights only) as the checkpoint for ``epoch``, with the
-    sample shape that a fresh trainer needs to build the model before restoring."""
+    sample shape that a fresh trainer needs to build the model before restoring.
+
+    Args:
+      directory: the checkpoint directory.
+      state: the training state.
+      epoch: epochs completed (the checkpoint's label).
+      sample_shape: the shape of one sample (or a structure of them) the model was built with.
+      weights_only: save ``params`` and ``model_state`` only.
+    """
     meta = {"epoch": epoch, "weights_only": weights_only, "sample_shape": encode_shape(sample_shape)}
     save(directory, epoch, to_tree(state, weights_only), meta)
 
 
 def restore_state(directory: str, epoch: int, state: TrainState, meta: dict) -> TrainState:
-    """``state`` with the parts saved for ``epoch`` restored (the weights only, for a
-    weights-only checkpoint)."""
+    """``state`` with the parts saved for ``epoch`` restored.
+
+    Args:
+      directory: the checkpoint directory.
+      epoch: the checkpoint to restore.
+      state: a state of the same model and optimizer (gives the shapes).
+      meta: the checkpoint's record (``read_meta``); ``weights_only`` restores the weights alone.
+
+    Returns:
+      The restored ``TrainState``.
+    """
     target = to_tree(state, meta.get("weights_only", False))
     return from_tree(state, restore(directory, epoch, target))

@@ -12,7 +12,22 @@ from dlkit.training.step import Batch
 
 
 def to_arrays(data: Any, what: str):
-    """Numpy/jax arrays, or a tuple/list/dict of them, as a pytree of numpy arrays."""
+    """Numpy/jax arrays, or a tuple/list/dict of them, as a pytree of checked numpy arrays.
+
+    float64 becomes float32; a list of arrays becomes a tuple (several inputs), any other
+    list one array.
+
+    Args:
+      data: an array, a tuple/list/dict of them, or ``None``.
+      what: the argument's name for error messages (``"x"``, ``"y"``).
+
+    Returns:
+      numpy arrays in the same structure (``None`` for ``None``).
+
+    Raises:
+      TypeError: for data that is not numeric (ragged samples give ``dtype=object``).
+      ValueError: for a scalar (no batch axis), or NaN / inf in floating data.
+    """
     if data is None:
         return None
     if isinstance(data, dict):
@@ -35,7 +50,18 @@ def to_arrays(data: Any, what: str):
 
 
 def num_samples(x, y=None) -> int:
-    """The common length of every array in x and y, with a clear error if they differ."""
+    """The common length of every array in ``x`` and ``y``.
+
+    Args:
+      x: the inputs, a pytree of arrays.
+      y: the targets, a pytree of arrays, or ``None``.
+
+    Returns:
+      The number of samples.
+
+    Raises:
+      ValueError: for no data, arrays of different lengths (each named), or 0 samples.
+    """
     lengths = {}
     for name, tree in (("x", x), ("y", y)):
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
@@ -52,12 +78,34 @@ def num_samples(x, y=None) -> int:
 
 
 def take(tree, index):
-    """Rows ``index`` of every array in a pytree."""
+    """Rows ``index`` of every array in a pytree.
+
+    Args:
+      tree: a pytree of arrays, batch axis first.
+      index: a slice, an integer array or anything numpy indexing takes.
+
+    Returns:
+      ``a[index]`` of every leaf, in the same structure.
+    """
     return jax.tree.map(lambda a: a[index], tree)
 
 
 def split_validation(x, y, weight, fraction: float):
-    """Keras' ``validation_split``: the *last* fraction of the samples, taken before shuffling."""
+    """Keras' ``validation_split``: the *last* fraction of the samples, taken before shuffling.
+
+    Args:
+      x: the inputs.
+      y: the targets (or ``None``).
+      weight: the sample weights (or ``None``).
+      fraction: the validation fraction, in ``[0, 1)``; the last ``floor(n * fraction)`` samples.
+
+    Returns:
+      ``((x, y, weight) for training, (x, y, weight) for validation)``; the second is
+      ``None`` for ``fraction=0``.
+
+    Raises:
+      ValueError: for a fraction outside ``[0, 1)`` or one that leaves a set empty.
+    """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {fraction}.")
     n = num_samples(x, y)
@@ -71,6 +119,17 @@ def split_validation(x, y, weight, fraction: float):
 
 
 def check_batch_size(batch_size: Optional[int]) -> int:
+    """Keras' ``batch_size`` argument, checked.
+
+    Args:
+      batch_size: ``None`` (Keras' default, 32) or a positive integer.
+
+    Returns:
+      The batch size as an ``int``.
+
+    Raises:
+      ValueError: for anything but ``None`` or a positive integer.
+    """
     if batch_size is None:
         return 32
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -79,17 +138,44 @@ def check_batch_size(batch_size: Optional[int]) -> int:
 
 
 def round_up(n: int, multiple: int) -> int:
+    """``ceil(n / multiple) * multiple``.
+
+    Args:
+      n: a non-negative integer.
+      multiple: a positive integer.
+
+    Returns:
+      The smallest multiple of ``multiple`` that is at least ``n``.
+    """
     return -(-n // multiple) * multiple
 
 
 def is_stream(x) -> bool:
-    """An iterable of batches (generator, data loader), as opposed to arrays or a tuple/dict of them."""
+    """Whether ``x`` is a stream of batches rather than in-memory data.
+
+    Args:
+      x: what ``fit``/``evaluate``/``predict`` got as ``x``.
+
+    Returns:
+      True for an iterable of batches (a generator, a data loader); False for ``None``,
+      arrays, or a tuple/list/dict of them.
+    """
     return x is not None and hasattr(x, "__iter__") and not isinstance(
         x, (np.ndarray, jax.Array, tuple, list, dict, str))
 
 
 def unpack_batch(batch):
-    """``(x, y)`` or ``(x, y, sample_weight)`` from a stream, as numpy arrays."""
+    """One batch of a stream as numpy arrays.
+
+    Args:
+      batch: ``(x, y)`` or ``(x, y, sample_weight)``.
+
+    Returns:
+      ``(x, y, sample_weight)``, checked as ``to_arrays`` does; ``sample_weight`` may be ``None``.
+
+    Raises:
+      ValueError: for a batch that is not a tuple/list of 2 or 3 entries.
+    """
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         raise ValueError(f"Each batch must be a tuple (x, y) or (x, y, sample_weight); got {type(batch).__name__}"
                          f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}.")
@@ -100,7 +186,19 @@ def unpack_batch(batch):
 
 def class_weights(y, class_weight: dict, sample_weight=None) -> np.ndarray:
     """Keras' ``class_weight``: each sample's weight is ``class_weight[its class]`` (times its
-    ``sample_weight``). The class is the label, the argmax of a one-hot row, or a rounded 0/1 target."""
+    ``sample_weight``). The class is the label, the argmax of a one-hot row, or a rounded 0/1 target.
+
+    Args:
+      y: the targets: integer labels ``(n,)`` / ``(n, 1)``, 0/1 targets, or one-hot rows ``(n, classes)``.
+      class_weight: ``{class: weight}`` for every class present.
+      sample_weight: ``None`` or one weight per sample, multiplied in.
+
+    Returns:
+      One float32 weight per sample.
+
+    Raises:
+      ValueError: for a class present in ``y`` without a weight.
+    """
     y = np.asarray(y)
     if y.ndim > 1 and y.shape[-1] > 1:
         classes = y.argmax(-1)

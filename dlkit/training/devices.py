@@ -55,15 +55,39 @@ def _cpu_candidates() -> tuple:
 
 
 def make_mesh(devices: Optional[list] = None) -> Mesh:
+    """A one-axis data-parallel mesh, the axis named ``'batch'``.
+
+    Args:
+      devices: the devices to use; ``None`` for every local device.
+
+    Returns:
+      A ``jax.sharding.Mesh`` over ``devices``.
+    """
     devices = jax.local_devices() if devices is None else list(devices)
     return Mesh(np.array(devices), (BATCH_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding of params and optimizer state: a full copy on every device.
+
+    Args:
+      mesh: the devices.
+
+    Returns:
+      ``NamedSharding(mesh, PartitionSpec())``.
+    """
     return NamedSharding(mesh, PartitionSpec())
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """The sharding of a batch: split along its first axis over the ``'batch'`` mesh axis.
+
+    Args:
+      mesh: the devices.
+
+    Returns:
+      ``NamedSharding(mesh, PartitionSpec('batch'))``.
+    """
     return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
 
 
@@ -79,7 +103,15 @@ def _accepted(backend: str, items: tuple) -> bool:
 
 
 def default_compiler_options(backend: str) -> dict:
-    """dlkit's per-backend XLA options: the first candidate this jaxlib accepts, else none."""
+    """dlkit's per-backend XLA options: the first candidate this jaxlib accepts, else none.
+
+    Args:
+      backend: the platform the steps run on (``"cpu"``, ``"gpu"``, ``"tpu"``); only the CPU
+        has candidates (see the comment above ``_CPU_OPTIONS``).
+
+    Returns:
+      The ``compiler_options`` dict for ``jax.jit`` (``{}`` for other backends).
+    """
     for options in _cpu_candidates() if backend == "cpu" else ():
         items = tuple(sorted(options.items()))
         if _accepted(backend, items):

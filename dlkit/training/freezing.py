@@ -1,10 +1,10 @@
 """Freezing parts of a model (Keras' ``layer.trainable = False``), done with optax masks.
 
-The Trainer holds rules ``(path, trainable)``, where a path names a sub-module by
-its names joined with ``/`` (``"base"``, ``"base/conv2d_2"``). A variable follows
-the rule of the longest path that contains it, trainable by default. Frozen
-parameters get a zero update (``optax.set_to_zero`` through
-``optax.multi_transform``), so they stay bitwise unchanged.
+The Trainer holds ``Rules`` (an alias of ``tuple``): pairs ``(path, trainable)``, where
+a path names a sub-module by its names joined with ``/`` (``"base"``,
+``"base/conv2d_2"``). A variable follows the rule of the longest path that contains
+it, trainable by default. Frozen parameters get a zero update (``optax.set_to_zero``
+through ``optax.multi_transform``), so they stay bitwise unchanged.
 
 As in Keras, a frozen ``BatchNormalization`` runs in inference mode (its moving
 statistics, not the batch's) while the rest of the frozen part, dropout
@@ -66,7 +66,15 @@ def with_rule(params, rules: Rules, paths, value: bool) -> Rules:
 
 
 def labels(params, rules: Rules):
-    """``'trainable'`` or ``'frozen'`` for every parameter (a pytree shaped like ``params``)."""
+    """The optax ``multi_transform`` labels of the parameters.
+
+    Args:
+      params: the parameters.
+      rules: freezing rules.
+
+    Returns:
+      A pytree shaped like ``params`` holding ``'trainable'`` or ``'frozen'`` for each one.
+    """
     def label(path, _):
         name = "/".join(str(getattr(k, "key", k)) for k in path)
         return "trainable" if trainable(name, rules) else "frozen"
@@ -105,6 +113,9 @@ def inference_where_frozen(rules: Rules) -> Iterator[None]:
 
     Args:
       rules: freezing rules; with none frozen this does nothing.
+
+    Yields:
+      ``None``, once: the block runs with the interceptor installed.
     """
     if not rules or all(value for _, value in rules):
         yield

@@ -39,6 +39,9 @@ def deferred() -> Iterator[Interrupt]:
 
     Outside the main thread, or where the program installed its own SIGINT handler, the
     handler is left alone and nothing is held.
+
+    Yields:
+      The ``Interrupt`` whose ``pending`` the first Ctrl-C sets (never set where nothing is held).
     """
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:

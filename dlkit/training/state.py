@@ -12,15 +12,27 @@ import optax
 
 @flax.struct.dataclass
 class TrainState:
-    """``params`` (trainable), ``model_state`` (other collections, e.g. ``batch_stats``),
-    ``opt_state`` (optax), ``step`` (batches trained on) and ``rng`` (every random draw of
-    training, shuffling included, derives from it and ``step``, so a saved state resumes
-    exactly).
+    """The explicit training state: what a Keras model and its optimizer hold as variables, as one pytree.
+
+    A ``flax.struct`` dataclass: its array fields are leaves, ``tx``, ``apply_fn`` and
+    ``frozen`` static.
 
     ``tx`` is one optax transformation, or a dict of them keyed by top-level parameter
     groups (``{'generator': ..., 'discriminator': ...}``): each group then has its own
     optimizer state, and ``apply_gradients(grads, part='generator')`` updates that group
     alone, leaving every other parameter and optimizer state bitwise unchanged.
+    ``replace(**fields)`` (from ``flax.struct``) returns a copy with those fields replaced.
+
+    Args:
+      step: the number of batches trained on, an int32 scalar.
+      params: the parameters, the ``'params'`` collection (frozen ones included).
+      model_state: the other collections, e.g. ``batch_stats``.
+      opt_state: the optax state (a dict of them with several optimizers).
+      rng: the key every random draw of training derives from, with ``step`` (shuffling
+        included), so a saved state resumes exactly.
+      tx: the optax transformation, or a ``FrozenDict`` of them.
+      apply_fn: the model's ``apply``.
+      frozen: the freezing rules ``((path, trainable), ...)`` (``dlkit.training.freezing``).
     """
 
     step: jax.Array
@@ -34,6 +46,20 @@ class TrainState:
 
     @classmethod
     def create(cls, variables: dict, tx, rng: jax.Array, apply_fn: Optional[Callable] = None) -> TrainState:
+        """The state before training: step 0 and a fresh optimizer state.
+
+        Args:
+          variables: the output of ``model.init``; ``'params'`` become ``params``, the rest ``model_state``.
+          tx: an optax transformation, or a dict of them, one per top-level parameter group.
+          rng: the training key.
+          apply_fn: the model's ``apply``.
+
+        Returns:
+          The new ``TrainState``.
+
+        Raises:
+          ValueError: for a dict of optimizers that does not match the parameter groups.
+        """
         variables = dict(variables)
         params = variables.pop("params", {})
         return cls(
@@ -54,7 +80,15 @@ class TrainState:
     def apply_gradients(self, grads, part: Optional[str] = None) -> TrainState:
         """One optimizer update: ``params <- params + tx.update(grads)``.
 
-        With several optimizers, ``part`` names the parameter group ``grads`` are for.
+        Args:
+          grads: gradients shaped like ``params`` (like ``params[part]`` with ``part``).
+          part: with several optimizers, the parameter group ``grads`` are for; else ``None``.
+
+        Returns:
+          The state with new ``params`` and ``opt_state`` (``step`` is left to the loop).
+
+        Raises:
+          ValueError: for ``part`` with one optimizer, or a ``part`` that is not a group.
         """
         if not isinstance(self.tx, Mapping):
             if part is not None:
@@ -71,12 +105,30 @@ class TrainState:
 
 
 def hashable(tx):
-    """A dict of optimizers as a ``FrozenDict`` (a static field of a jitted pytree must hash)."""
+    """A dict of optimizers as a ``FrozenDict`` (a static field of a jitted pytree must hash).
+
+    Args:
+      tx: an optax transformation, or a dict of them.
+
+    Returns:
+      ``tx`` itself, or the dict as a ``flax.core.FrozenDict``.
+    """
     return flax.core.FrozenDict(tx) if isinstance(tx, Mapping) else tx
 
 
 def init_optimizer(tx, params):
-    """The optimizer state for ``params``: one state, or one per parameter group."""
+    """The optimizer state for ``params``: one state, or one per parameter group.
+
+    Args:
+      tx: an optax transformation, or a dict of them keyed by top-level parameter group.
+      params: the parameters.
+
+    Returns:
+      ``tx.init(params)``, or ``{part: tx[part].init(params[part])}``.
+
+    Raises:
+      ValueError: unless the dict's keys are exactly the top-level parameter groups.
+    """
     if not isinstance(tx, Mapping):
         return tx.init(params)
     missing = set(tx) - set(params)

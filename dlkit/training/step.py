@@ -41,9 +41,9 @@ from dlkit.training.state import TrainState
 
 
 class Batch(NamedTuple):
-    """One batch as steps see it.
+    """One batch as steps see it (a ``NamedTuple``, so a pytree).
 
-    Attributes:
+    Args:
       x: the inputs (an array, or a tuple/dict of arrays), batch axis first.
       y: the targets, batch axis first.
       sample_weight: one weight per row (ones unless ``sample_weight``/``class_weight`` is given).
@@ -57,9 +57,9 @@ class Batch(NamedTuple):
 
 
 class Applied(NamedTuple):
-    """What ``apply`` returns.
+    """What ``apply`` returns (a ``NamedTuple``).
 
-    Attributes:
+    Args:
       outputs: the model's outputs.
       model_state: the updated non-parameter collections (``batch_stats``; empty in inference).
       added_loss: the sum of the ``add_loss`` terms (weight penalties and others).
@@ -137,14 +137,30 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 def as_metric_states(logs: dict, mask) -> dict:
     """A step's logs with every scalar (a batch mean over real rows) as a ``Mean`` state
-    weighted by the number of real rows, so merged over an epoch it is the mean over rows."""
+    weighted by the number of real rows, so merged over an epoch it is the mean over rows.
+
+    Args:
+      logs: the step's logs: scalars and ``MetricState``s.
+      mask: the batch's mask (its sum is the number of real rows).
+
+    Returns:
+      The logs, every value a ``MetricState`` (those given are kept as they are).
+    """
     count = jnp.sum(mask)
     return {k: v if isinstance(v, MetricState) else mean_of(v, count) for k, v in logs.items()}
 
 
 def counted(step: Callable, train: bool) -> Callable:
-    """The step as the loop runs it: ``(state, batch) -> (state, states)``, ``state.step``
-    incremented after a train step, the logs as metric states (``as_metric_states``)."""
+    """The step as the loop runs it, train or test alike.
+
+    Args:
+      step: a train step ``(state, batch) -> (state, logs)`` or a test step ``(state, batch) -> logs``.
+      train: whether ``step`` is a train step.
+
+    Returns:
+      ``(state, batch) -> (state, states)``: ``state.step`` incremented after a train step (a
+      test step's state is returned unchanged), the logs as metric states (``as_metric_states``).
+    """
 
     def run(state: TrainState, batch: Batch):
         if not train:
@@ -157,6 +173,12 @@ def counted(step: Callable, train: bool) -> Callable:
 
 def log_specs(step: Callable, train: bool, state: TrainState, batch_spec: Batch) -> dict:
     """Trace ``step`` once, abstractly, on a batch of this shape and check it follows the contract.
+
+    Args:
+      step: the user's or the supervised train or test step.
+      train: whether ``step`` is a train step.
+      state: the training state (abstract shapes will do).
+      batch_spec: a ``Batch`` of ``jax.ShapeDtypeStruct``s shaped like one batch.
 
     Returns:
       The abstract metric states of its logs (``jax.eval_shape`` of ``counted(step)``), in the
@@ -203,17 +225,40 @@ def empty_logs(specs: dict) -> dict:
 
 
 def merge_logs(totals: dict, logs: dict) -> dict:
-    """Running totals with one more batch's metric states merged in, log by log."""
+    """Running totals with one more batch's metric states merged in, log by log.
+
+    Args:
+      totals: the epoch's metric states so far.
+      logs: one batch's metric states, with the same keys.
+
+    Returns:
+      ``{k: totals[k].merge(logs[k])}``.
+    """
     return {k: totals[k].merge(logs[k]) for k in totals}
 
 
 def log_values(logs: dict) -> dict:
-    """Logs as values: each metric state's result; scalars as they are."""
+    """Logs as values: each metric state's result; scalars as they are.
+
+    Args:
+      logs: scalars and ``MetricState``s.
+
+    Returns:
+      The same keys, each ``MetricState`` replaced by its ``result()``.
+    """
     return {k: v.result() if isinstance(v, MetricState) else v for k, v in logs.items()}
 
 
 def as_batch(batch) -> Batch:
-    """A ``Batch`` as it is, or ``(x, y)`` / ``(x, y, sample_weight)`` as a ``Batch`` of real rows."""
+    """A ``Batch`` from what a user may call a step with.
+
+    Args:
+      batch: a ``Batch``, or ``(x, y)`` / ``(x, y, sample_weight)``.
+
+    Returns:
+      The ``Batch`` itself, or one whose rows are all real (mask of ones; weights of ones
+      when none are given).
+    """
     if isinstance(batch, Batch):
         return batch
     x, y, *weight = tuple(batch)

@@ -32,7 +32,15 @@ from dlkit.training.step import Batch, apply, as_metric_states
 
 @dataclasses.dataclass(frozen=True)
 class Head:
-    """One output's loss, loss weight and metrics (each metric with its log name)."""
+    """One output's loss, loss weight and metrics (what Keras' ``compile`` gives each output).
+
+    Args:
+      name: the output's name (``None`` for a single-output model), the prefix of its logs.
+      key: how to pick this output from the model's outputs and the targets (``None``: whole).
+      loss: the output's loss.
+      weight: its factor in the total loss (Keras' ``loss_weights``).
+      metrics: ``((log name, Metric, weighted), ...)``.
+    """
 
     name: Optional[str]  # None for a single-output model
     key: Any  # how to pick this output from the model's outputs and the targets
@@ -41,12 +49,24 @@ class Head:
     metrics: tuple  # ((log name, Metric, weighted), ...)
 
     def pick(self, tree):
+        """This output's part of the outputs or of the targets.
+
+        Args:
+          tree: the model's outputs or the targets (a dict or a list for several outputs).
+
+        Returns:
+          ``tree[key]``, or ``tree`` itself for a single output.
+        """
         return tree if self.key is None else tree[self.key]
 
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """Every output's head; calling it gives the loss to differentiate and the logs."""
+    """The supervised objective: every output's head; calling it gives the loss to differentiate and the logs.
+
+    Args:
+      heads: the ``Head`` of each output, in output order.
+    """
 
     heads: tuple
 
@@ -61,8 +81,16 @@ class Objective:
         return names
 
     def log_specs(self, y, outputs) -> dict:
-        """The logs' abstract metric states for targets like ``y`` and outputs like ``outputs``
-        (``None`` targets: guessed from the loss and the outputs)."""
+        """The logs' abstract metric states, in log order (``names``).
+
+        Args:
+          y: targets (their shapes after the batch axis), or ``None``: guessed from the loss
+            and the outputs.
+          outputs: the model's outputs (abstract shapes will do).
+
+        Returns:
+          ``{log name: MetricState of jax.ShapeDtypeStruct}``, as one batch's logs would be.
+        """
         def spec(a):
             return jax.ShapeDtypeStruct((2, *np.shape(a)[1:]), np.asarray(a).dtype)
 
@@ -84,7 +112,20 @@ class Objective:
         return [guesses[k] for k in sorted(guesses)] if isinstance(outputs, (list, tuple)) else guesses
 
     def __call__(self, y, outputs, weight, mask):
-        """``(data loss, logs)``: logs hold per-output losses and each metric's batch state."""
+        """The loss and logs of one batch (the added losses aside).
+
+        ``loss = sum_k c_k * sum_i m_i w_i l_k(y_ik, f_k(x_i)) / sum_i m_i``.
+
+        Args:
+          y: the targets.
+          outputs: the model's outputs.
+          weight: one sample weight per row.
+          mask: the batch's mask (1 for real rows).
+
+        Returns:
+          ``(data loss, logs)``: the logs hold each output's loss (several outputs) and each
+          metric's batch state.
+        """
         count = jnp.sum(mask)
         total, logs = jnp.zeros((), jnp.float32), {}
         for head in self.heads:
@@ -99,7 +140,15 @@ class Objective:
 
 
 def make_train_step(objective: Objective) -> Callable:
-    """The supervised train step: one gradient step on ``objective``'s loss."""
+    """The supervised train step: one gradient step on ``objective``'s loss plus the added losses.
+
+    Args:
+      objective: the losses and metrics (``build``).
+
+    Returns:
+      ``train_step(state, batch) -> (state, logs)``; the logs hold ``loss`` (the total, added
+      losses included) and the objective's logs.
+    """
 
     def train_step(state: TrainState, batch: Batch):
         def loss_fn(params):
@@ -115,7 +164,14 @@ def make_train_step(objective: Objective) -> Callable:
 
 
 def make_test_step(objective: Objective) -> Callable:
-    """The supervised test step: the same loss and metrics in inference mode."""
+    """The supervised test step (Keras' word): the same loss and metrics in inference mode.
+
+    Args:
+      objective: the losses and metrics (``build``).
+
+    Returns:
+      ``test_step(state, batch) -> logs``.
+    """
 
     def test_step(state: TrainState, batch: Batch):
         out = apply(state, batch.x, training=False, rng=state.rng)
@@ -220,7 +276,17 @@ def _target(y, key, name):
 
 def check(objective: Objective, y, outputs) -> None:
     """Trace every loss and metric on the shapes (clear shape errors) and check that class
-    labels fit the outputs."""
+    labels fit the outputs.
+
+    Args:
+      objective: the losses and metrics.
+      y: the targets (all of them: their labels are checked).
+      outputs: the model's outputs (abstract shapes will do).
+
+    Raises:
+      ValueError: for sparse labels outside ``[0, classes)`` of the output (a loss or metric
+        raises its own error for shapes it rejects).
+    """
     for head in objective.heads:
         target, out = head.pick(y), head.pick(outputs)
         spec = jax.ShapeDtypeStruct((2, *np.shape(target)[1:]), np.asarray(target).dtype)

@@ -609,17 +609,21 @@ class Trainer:
         print_fn(summary.render(self.model, self.state.variables, self._sample_shape, trainable))
 
     def get_weights(self) -> list:
-        """Keras' ``get_weights``: every variable as numpy, layer by layer (kernel, bias, …,
-        then non-trainable ones such as moving statistics)."""
+        """Keras' ``get_weights``.
+
+        Returns:
+          Every variable as numpy, layer by layer (kernel, bias, …, then moving statistics)."""
         self._require_built("get_weights")
         return weights.flatten(self.state.variables, self._weight_order)
 
     def set_weights(self, values: list) -> None:
-        """Keras' ``set_weights``: every variable from a list ordered as ``get_weights()`` returns it.
+        """Keras' ``set_weights``.
+
+        Args:
+          values: every variable, in the order ``get_weights()`` returns them.
 
         Raises:
-          ValueError: for a wrong number of arrays, or an array of the wrong shape (named).
-        """
+          ValueError: for a wrong number of arrays, or an array of the wrong shape (named)."""
         self._require_built("set_weights")
         variables = weights.unflatten(self.state.variables, self._weight_order, values)
         params = variables.pop("params")
@@ -627,28 +631,37 @@ class Trainer:
                                     devices_lib.replicated(self.mesh))
 
     def save_weights(self, path: str) -> None:
-        """Keras' ``save_weights``: write the model's variables to ``path`` (atomically)."""
+        """Keras' ``save_weights``.
+
+        Args:
+          path: the file to write the model's variables to (Flax msgpack, atomically)."""
         self._require_built("save_weights")
         weights.save(path, self.state.variables)
 
     def load_weights(self, path: str) -> None:
-        """Keras' ``load_weights``: read variables written by ``save_weights`` into this built model."""
+        """Keras' ``load_weights`` into this built model.
+
+        Args:
+          path: a file written by ``save_weights``."""
         self._require_built("load_weights")
         self.set_weights(weights.flatten(weights.load(path, self.state.variables), self._weight_order))
 
     def freeze(self, *paths: str) -> None:
-        """Keras' ``layer.trainable = False`` for the named sub-modules (``"base"``, ``"base/dense_1"``).
+        """Keras' ``layer.trainable = False``, with a fresh optimizer state as after a Keras re-``compile``.
 
-        Their parameters stop changing (bitwise) and batch normalization in them runs in
-        inference mode. Like a Keras re-``compile``, this starts a fresh optimizer state.
+        Args:
+          *paths: sub-modules (``"base"``, ``"base/dense_1"``); their parameters stop changing (bitwise)
+            and batch normalization in them runs in inference mode.
 
         Raises:
-          ValueError: for a path that holds no parameters (the known ones are listed).
-        """
+          ValueError: for a path that holds no parameters (the known ones are listed)."""
         self._set_trainable(paths, False)
 
     def unfreeze(self, *paths: str) -> None:
-        """Keras' ``layer.trainable = True``; a path inside a frozen part unfreezes just that part."""
+        """Keras' ``layer.trainable = True`` (a fresh optimizer state, as ``freeze``).
+
+        Args:
+          *paths: sub-module paths; one inside a frozen part unfreezes just that part."""
         self._set_trainable(paths, True)
 
     def _set_trainable(self, paths, value: bool) -> None:

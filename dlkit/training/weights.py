@@ -20,6 +20,13 @@ def keras_order(variables: dict) -> list:
 
     Call this on the fresh output of ``model.init``, whose dicts still hold
     creation order (any later pytree operation sorts the keys).
+
+    Args:
+      variables: ``{collection: {layer: ...}}`` as ``model.init`` returns it.
+
+    Returns:
+      ``[(collection, layer, path), ...]``: layer by layer in creation order, each layer's
+      ``'params'`` first, then its other collections.
     """
     layers: dict = {}
     for collection, tree in variables.items():
@@ -42,7 +49,14 @@ def _insertion_paths(node, prefix=()):
 
 
 def is_shape(value) -> bool:
-    """One sample shape (a tuple of ints), as opposed to a tuple/list/dict of them."""
+    """Whether ``value`` is one sample shape, as opposed to a tuple/list/dict of them.
+
+    Args:
+      value: a shape or a structure of shapes.
+
+    Returns:
+      True for a tuple or list of ints (``()`` included).
+    """
     return isinstance(value, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in value)
 
 
@@ -68,12 +82,32 @@ def _get(variables: dict, key):
 
 
 def flatten(variables: dict, order: list) -> list:
-    """The variables as a list of numpy arrays in ``order`` (``get_weights``)."""
+    """The variables as a list of numpy arrays (``get_weights``).
+
+    Args:
+      variables: ``{collection: {layer: ...}}``.
+      order: the key paths, from ``keras_order``.
+
+    Returns:
+      One numpy array per key of ``order``, in that order.
+    """
     return [np.asarray(_get(variables, key)) for key in order]
 
 
 def unflatten(variables: dict, order: list, weights: list) -> dict:
-    """A copy of ``variables`` holding ``weights`` (given in ``order``), shapes checked one by one."""
+    """A copy of ``variables`` holding ``weights`` (``set_weights``).
+
+    Args:
+      variables: the current variables (give structure, shapes and dtypes).
+      order: the key paths, from ``keras_order``.
+      weights: one array per key of ``order``, in that order.
+
+    Returns:
+      The variables as numpy arrays, each replaced by its weight cast to the old dtype.
+
+    Raises:
+      ValueError: for a wrong number of arrays, or an array of the wrong shape (named).
+    """
     weights = list(weights)
     if len(weights) != len(order):
         raise ValueError(f"set_weights expects {len(order)} arrays (as get_weights() returns), got {len(weights)}.")
@@ -90,7 +124,12 @@ def unflatten(variables: dict, order: list, weights: list) -> dict:
 
 def save(path: str, variables: dict) -> None:
     """Write ``variables`` to ``path`` (Flax msgpack), atomically: a crash mid-write leaves the
-    previous file intact."""
+    previous file intact.
+
+    Args:
+      path: the file to write (its directory is created if missing).
+      variables: a pytree of arrays.
+    """
     data = flax.serialization.to_bytes(jax.device_get(variables))
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -103,6 +142,14 @@ def save(path: str, variables: dict) -> None:
 
 
 def load(path: str, like: dict) -> dict:
-    """Variables read from ``path``, shaped like ``like``."""
+    """Variables read from a file written by ``save``.
+
+    Args:
+      path: the file.
+      like: variables of the same structure (``flax.serialization.from_bytes``' target).
+
+    Returns:
+      The variables read, as numpy arrays in ``like``'s structure.
+    """
     with open(path, "rb") as f:
         return flax.serialization.from_bytes(jax.device_get(like), f.read())
