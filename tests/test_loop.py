@@ -74,3 +74,17 @@ def test_ctrl_c_stops_fit_after_the_running_program_with_its_state(digits8x8):
     assert int(trainer.state.step) == 4  # batches 0-3 ran; the interrupt waited for batch 3's state
     chex.assert_tree_all_finite(trainer.state.params)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handler back
+
+
+def test_set_weights_reaches_a_variable_of_the_model_itself():
+    import flax.linen as nn
+
+    class Scaled(nn.Module):  # a parameter at the top, beside a sub-module's
+        @nn.compact
+        def __call__(self, x):
+            return self.param("scale", nn.initializers.ones, (1,)) * nn.Dense(2)(x)
+
+    trainer = dlkit.Trainer(Scaled(), loss="mse", input_shape=(3,))
+    values = [np.full(w.shape, i + 1.0, np.float32) for i, w in enumerate(trainer.get_weights())]
+    trainer.set_weights(values)
+    chex.assert_trees_all_equal(trainer.get_weights(), values)

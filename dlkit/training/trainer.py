@@ -612,7 +612,8 @@ class Trainer:
         """Keras' ``get_weights``.
 
         Returns:
-          Every variable as numpy, layer by layer (kernel, bias, …, then moving statistics)."""
+          Every variable as numpy, layer by layer (kernel, bias, …, then moving statistics).
+        """
         self._require_built("get_weights")
         return weights.flatten(self.state.variables, self._weight_order)
 
@@ -623,7 +624,8 @@ class Trainer:
           values: every variable, in the order ``get_weights()`` returns them.
 
         Raises:
-          ValueError: for a wrong number of arrays, or an array of the wrong shape (named)."""
+          ValueError: for a wrong number of arrays, or an array of the wrong shape (named).
+        """
         self._require_built("set_weights")
         variables = weights.unflatten(self.state.variables, self._weight_order, values)
         params = variables.pop("params")
@@ -634,7 +636,8 @@ class Trainer:
         """Keras' ``save_weights``.
 
         Args:
-          path: the file to write the model's variables to (Flax msgpack, atomically)."""
+          path: the file to write the model's variables to (Flax msgpack, atomically).
+        """
         self._require_built("save_weights")
         weights.save(path, self.state.variables)
 
@@ -642,7 +645,8 @@ class Trainer:
         """Keras' ``load_weights`` into this built model.
 
         Args:
-          path: a file written by ``save_weights``."""
+          path: a file written by ``save_weights``.
+        """
         self._require_built("load_weights")
         self.set_weights(weights.flatten(weights.load(path, self.state.variables), self._weight_order))
 
@@ -654,14 +658,16 @@ class Trainer:
             and batch normalization in them runs in inference mode.
 
         Raises:
-          ValueError: for a path that holds no parameters (the known ones are listed)."""
+          ValueError: for a path that holds no parameters (the known ones are listed).
+        """
         self._set_trainable(paths, False)
 
     def unfreeze(self, *paths: str) -> None:
         """Keras' ``layer.trainable = True`` (a fresh optimizer state, as ``freeze``).
 
         Args:
-          *paths: sub-module paths; one inside a frozen part unfreezes just that part."""
+          *paths: sub-module paths; one inside a frozen part unfreezes just that part.
+        """
         self._set_trainable(paths, True)
 
     def _set_trainable(self, paths, value: bool) -> None:

@@ -117,8 +117,11 @@ def unflatten(variables: dict, order: list, weights: list) -> dict:
         if np.shape(new) != old.shape:
             name = "/".join([key[0], key[1], *key[2]])
             raise ValueError(f"Weight {i} ({name}) has shape {np.shape(new)}, but the model's has shape {old.shape}.")
-        parent = _get(out, (key[0], key[1], key[2][:-1]))
-        parent[key[2][-1]] = np.asarray(new, old.dtype)
+        collection, layer, path = key
+        if not path:  # a variable of the model itself, not of a sub-module
+            out[collection][layer] = np.asarray(new, old.dtype)
+            continue
+        _get(out, (collection, layer, path[:-1]))[path[-1]] = np.asarray(new, old.dtype)
     return out
 
 
