@@ -225,7 +225,7 @@ def call_layer(layer, inputs, *args, **kwargs):
             call_kwargs["training"] = False
         rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
         out, variables = layer.init_with_output(rngs, *call_args, **call_kwargs)
-        return out, {k: v for k, v in variables.items() if k not in ("losses", "intermediates")}
+        return out, {k: v for k, v in variables.items() if k not in ("losses", "intermediates", "diagnostics")}
 
     try:
         out = jax.eval_shape(run, [dummies[i] for i in tensor_at])

@@ -446,7 +446,8 @@ def test_every_hook_gets_logs_as_in_keras(digits8x8):
     hooks = LambdaCallback(on_train_begin=lambda logs: seen.append(("train_begin", logs)),
                            on_epoch_begin=lambda epoch, logs: seen.append(("epoch_begin", logs)),
                            on_train_end=lambda logs: seen.append(("train_end", logs)))
-    trainer = dlkit.Trainer(dlkit.Sequential([dlkit.layers.Dense(10)]), loss="sparse_categorical_crossentropy")
+    trainer = dlkit.Trainer(dlkit.Sequential([dlkit.layers.Dense(10)]),
+                            loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = trainer.fit(x, y, epochs=2, callbacks=[hooks], verbose=0)
     assert seen[:3] == [("train_begin", None), ("epoch_begin", None), ("epoch_begin", None)]
     assert seen[3] == ("train_end", {"loss": history.history["loss"][-1]})

@@ -3,7 +3,8 @@
 The graph has an edge from a module to every dlkit module it imports anywhere in its
 file (a late import inside a function counts: it only hides a cycle), and to the
 packages above that module, whose ``__init__`` runs first. A package imported by one
-of its own sub-modules is already initialising, so that edge is left out.
+of its own sub-modules is already initialising, so that edge is left out, and so are
+imports under ``if TYPE_CHECKING:``, which never run.
 """
 import ast
 import pathlib
@@ -27,7 +28,11 @@ def ancestors(name: str) -> list:
 def imports_of(name: str, path: pathlib.Path, modules: dict) -> set:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for block in ast.walk(tree):  # drop the annotation-only imports
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test):
+            block.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -86,3 +91,5 @@ def test_the_cycle_finder_finds_a_late_import_cycle(tmp_path):
     late = tmp_path / "m.py"
     late.write_text("def f():\n    from dlkit.layers.base import Layer\n")
     assert imports_of("dlkit.symbolic", late, module_names()) == {"dlkit.layers", "dlkit.layers.base"}
+    late.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from dlkit.layers.base import Layer\n")
+    assert imports_of("dlkit.symbolic", late, module_names()) == set()

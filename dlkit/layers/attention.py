@@ -167,6 +167,7 @@ class MultiHeadAttention(Layer):
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
     keras_name: ClassVar[str] = "multi_head_attention"
+    positive_arguments: ClassVar[tuple] = ("num_heads", "key_dim")
 
     def __call__(self, query, value, key=None, attention_mask=None, use_causal_mask: bool = False,
                  return_attention_scores: bool = False, training: bool = False):

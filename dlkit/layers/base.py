@@ -28,6 +28,7 @@ from dlkit import activations, initializers, regularizers, symbolic
 from dlkit.calling import accepts_training, call_with_training  # noqa: F401  (the layers' calling convention)
 
 LOSSES = "losses"
+DIAGNOSTICS = "diagnostics"  # problems layers find in their inputs, read by the loop at its epoch sync
 
 
 def add_loss(module: nn.Module, value, name: str = "add_loss") -> None:
@@ -41,26 +42,55 @@ def add_loss(module: nn.Module, value, name: str = "add_loss") -> None:
     module.sow(LOSSES, name, jnp.asarray(value, jnp.float32))
 
 
-def as_tuple(value, n: int, what: str) -> tuple:
+def report(module: nn.Module, problem: str, count) -> None:
+    """Report a problem a layer finds in its inputs (ids out of range, say), from inside ``call``.
+
+    Nothing leaves the device in the step: ``count`` is summed over the epoch and the loop
+    raises a ``ValueError`` naming the layer and ``problem`` at its one host sync per epoch.
+
+    Args:
+      module: the (bound) layer reporting.
+      problem: what is wrong and how to fix it, e.g. "got ids outside [0, 5): make input_dim larger".
+      count: how many times this batch shows the problem (0: none).
+    """
+    module.sow(DIAGNOSTICS, problem, jnp.asarray(count, jnp.float32))
+
+
+def as_tuple(value, n: int, what: str, positive: bool = False) -> tuple:
     """Keras accepts ``3`` for ``(3, 3)``: expand an int, or check a sequence, to ``n`` ints.
 
     Args:
       value: an int or a sequence of ints.
       n: the length wanted.
       what: the argument's name, for the error.
+      positive: require every int to be at least 1.
 
     Returns:
       A tuple of ``n`` ints.
 
     Raises:
-      ValueError: for a sequence of another length, or of non-ints.
+      ValueError: for a sequence of another length, of non-ints, or (``positive``) of ints below 1.
     """
-    if isinstance(value, int):
-        return (value,) * n
-    value = tuple(value)
-    if len(value) != n or not all(isinstance(v, int) for v in value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * n
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ValueError(f"{what} must be an int or a tuple of {n} ints, got {value!r}.")
+    if positive and min(value) < 1:
+        raise ValueError(f"{what} must be positive, got {value[0] if len(set(value)) == 1 else value!r}.")
     return value
+
+
+def as_float(inputs):
+    """Integer inputs (uint8 images, say) as float32, as Keras casts a layer's inputs.
+
+    Args:
+      inputs: an array.
+
+    Returns:
+      ``inputs`` as float32 if its dtype is not floating, else ``inputs`` itself.
+    """
+    return inputs if jnp.issubdtype(inputs.dtype, jnp.floating) else inputs.astype(jnp.float32)
 
 
 class Layer(nn.Module):
@@ -78,6 +108,17 @@ class Layer(nn.Module):
 
     input_shape: Optional[Sequence[int]] = dataclasses.field(default=None, kw_only=True)
     keras_name: ClassVar[str] = "layer"
+    # Constructor arguments that must be positive ints (or tuples of them), checked when the
+    # layer is made, as Keras does, not deep inside the first step.
+    positive_arguments: ClassVar[tuple] = ()
+
+    def __post_init__(self):
+        for name in self.positive_arguments:
+            value = getattr(self, name)
+            if value is not None:
+                size = len(value) if isinstance(value, (tuple, list)) else 1
+                as_tuple(value, size, f"{type(self).__name__}({name}=...)", positive=True)
+        super().__post_init__()
 
     def __call__(self, inputs, *args, **kwargs):
         if symbolic.is_symbolic(inputs):

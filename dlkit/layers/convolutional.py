@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 from jax import lax
 
-from dlkit.layers.base import WeightedLayer, as_tuple
+from dlkit.layers.base import WeightedLayer, as_float, as_tuple
 
 _DIMENSIONS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -36,6 +36,27 @@ def padding_mode(padding: str) -> str:
     return padding.upper()
 
 
+def check_window(layer: str, spatial: tuple, window: tuple, dilation: tuple, padding: str) -> None:
+    """With ``padding='valid'``, each window must fit its input (Keras raises; XLA would give an
+    empty output and a division by zero further on).
+
+    Args:
+      layer: the layer's name, for the message.
+      spatial: the input's spatial sizes.
+      window: the kernel or pool size per spatial axis.
+      dilation: the dilation per axis (1 for pooling).
+      padding: lax's padding, ``'VALID'`` or ``'SAME'``.
+
+    Raises:
+      ValueError: a (dilated) window larger than its input, naming both sizes.
+    """
+    span = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+    if padding == "VALID" and any(s < k for s, k in zip(spatial, span)):
+        raise ValueError(f"{layer}: its window {'x'.join(map(str, span))} is larger than its input "
+                         f"{'x'.join(map(str, spatial))} (padding='valid'). Use a smaller window, "
+                         f"padding='same', or larger inputs.")
+
+
 class _Conv(WeightedLayer):
     filters: int
     kernel_size: Any
@@ -52,6 +73,7 @@ class _Conv(WeightedLayer):
     bias_regularizer: Any = None
     activity_regularizer: Any = None
     rank: ClassVar[int] = 2
+    positive_arguments: ClassVar[tuple] = ("filters", "kernel_size", "strides", "dilation_rate", "groups")
 
     @nn.compact
     def call(self, inputs, training: bool = False):
@@ -64,6 +86,9 @@ class _Conv(WeightedLayer):
                 f"got shape {inputs.shape}. Add a channel axis, e.g. x[..., None]."
             )
         kernel_size = as_tuple(self.kernel_size, self.rank, "kernel_size")
+        dilation = as_tuple(self.dilation_rate, self.rank, "dilation_rate")
+        check_window(name, inputs.shape[1:-1], kernel_size, dilation, padding_mode(self.padding))
+        inputs = as_float(inputs)
         in_channels = inputs.shape[-1]
         if in_channels % self.groups or self.filters % self.groups:
             raise ValueError(f"{name}: channels ({in_channels}) and filters ({self.filters}) must be divisible "
@@ -74,7 +99,7 @@ class _Conv(WeightedLayer):
             kernel,
             window_strides=as_tuple(self.strides, self.rank, "strides"),
             padding=padding_mode(self.padding),
-            rhs_dilation=as_tuple(self.dilation_rate, self.rank, "dilation_rate"),
+            rhs_dilation=dilation,
             dimension_numbers=_DIMENSIONS[self.rank],
             feature_group_count=self.groups,
         )
@@ -296,6 +321,7 @@ class Conv2DTranspose(WeightedLayer):
     bias_regularizer: Any = None
     activity_regularizer: Any = None
     keras_name: ClassVar[str] = "conv2d_transpose"
+    positive_arguments: ClassVar[tuple] = ("filters", "kernel_size", "strides")
 
     @nn.compact
     def call(self, inputs, training: bool = False):
@@ -304,6 +330,7 @@ class Conv2DTranspose(WeightedLayer):
                              f"{inputs.shape}. Add a channel axis, e.g. x[..., None].")
         kernel_size = as_tuple(self.kernel_size, 2, "kernel_size")
         strides = as_tuple(self.strides, 2, "strides")
+        inputs = as_float(inputs)
         kernel, bias = self._weights((*kernel_size, self.filters, inputs.shape[-1]), self.filters)
         padding = tuple(transpose_padding(k, s, self.padding) for k, s in zip(kernel_size, strides))
         y = transposed_conv(inputs, kernel[::-1, ::-1].swapaxes(2, 3), strides, padding)

@@ -48,6 +48,7 @@ class Dense(WeightedLayer):
     bias_regularizer: Any = None
     activity_regularizer: Any = None
     keras_name: ClassVar[str] = "dense"
+    positive_arguments: ClassVar[tuple] = ("units",)
 
     @nn.compact
     def call(self, inputs, training: bool = False):
@@ -119,16 +120,20 @@ class Dropout(Layer):
         An array of the shape of ``inputs``.
 
     Raises:
-        ValueError: ``rate`` is outside ``[0, 1)`` (raised when the layer is called).
+        ValueError: ``rate`` is outside ``[0, 1)`` (raised when the layer is made).
     """
 
     rate: float
     noise_shape: Optional[Sequence[Optional[int]]] = None
     keras_name: ClassVar[str] = "dropout"
 
+    def __post_init__(self):
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"Dropout(rate=...) must be a number in [0, 1), the fraction of units dropped; "
+                             f"got {self.rate!r}.")
+        super().__post_init__()
+
     def call(self, inputs, training: bool = False):
-        if not 0.0 <= self.rate < 1.0:
-            raise ValueError(f"Dropout rate must be in [0, 1), got {self.rate}.")
         if not training or self.rate == 0.0:
             return inputs
         shape = inputs.shape

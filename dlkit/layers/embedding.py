@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dlkit import initializers, regularizers, symbolic
-from dlkit.layers.base import Layer, add_loss
+from dlkit.layers.base import Layer, add_loss, report
 
 
 def _as_indices(inputs):
@@ -79,7 +79,8 @@ class Embedding(Layer):
         Array ``(*inputs.shape, output_dim)``, float32.
 
     Raises:
-        ValueError: ``input_dim`` or ``output_dim`` is not positive.
+        ValueError: ``input_dim`` or ``output_dim`` is not positive (when the layer is made); ids outside
+            ``[0, input_dim)`` (``fit``/``evaluate``/``predict`` raise it, naming the layer).
     """
 
     input_dim: int
@@ -88,18 +89,19 @@ class Embedding(Layer):
     embeddings_regularizer: Any = None
     mask_zero: bool = False
     keras_name: ClassVar[str] = "embedding"
+    positive_arguments: ClassVar[tuple] = ("input_dim", "output_dim")
 
     @nn.compact
     def call(self, inputs, training: bool = False):
-        if self.input_dim <= 0 or self.output_dim <= 0:
-            raise ValueError(f"Embedding needs input_dim > 0 and output_dim > 0, got {self.input_dim} and "
-                             f"{self.output_dim}.")
+        ids = _as_indices(inputs)
+        report(self, f"got ids outside [0, {self.input_dim}) (input_dim={self.input_dim}); make input_dim larger "
+                     f"than the largest id, or fix the data", jnp.sum((ids < 0) | (ids >= self.input_dim)))
         embeddings = self.param("embeddings", initializers.get(self.embeddings_initializer),
                                 (self.input_dim, self.output_dim), jnp.float32)
         penalty = regularizers.get(self.embeddings_regularizer)
         if penalty is not None:
             add_loss(self, penalty(embeddings))
-        return jnp.take(embeddings, _as_indices(inputs), axis=0)
+        return jnp.take(embeddings, ids, axis=0)
 
     @nn.nowrap
     def compute_mask(self, inputs, mask=None):

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import jax.numpy as jnp
 from jax import lax
 
-from dlkit.layers.base import Layer, as_tuple
-from dlkit.layers.convolutional import padding_mode
+from dlkit.layers.base import Layer, as_float, as_tuple
+from dlkit.layers.convolutional import check_window, padding_mode
 
 
 class _Pooling(Layer):
@@ -22,6 +22,7 @@ class _Pooling(Layer):
     padding: str = "valid"
     rank: ClassVar[int] = 2
     reduce: ClassVar[str] = "max"
+    positive_arguments: ClassVar[tuple] = ("pool_size", "strides")
 
     def call(self, inputs, training: bool = False):
         if inputs.ndim != self.rank + 2:
@@ -31,6 +32,8 @@ class _Pooling(Layer):
         window = (1, *as_tuple(self.pool_size, self.rank, "pool_size"), 1)
         strides = window if self.strides is None else (1, *as_tuple(self.strides, self.rank, "strides"), 1)
         padding = padding_mode(self.padding)
+        check_window(type(self).__name__, inputs.shape[1:-1], window[1:-1], (1,) * self.rank, padding)
+        inputs = as_float(inputs)
         if self.reduce == "max":
             return lax.reduce_window(inputs, -jnp.inf, lax.max, window, strides, padding)
         total = lax.reduce_window(inputs, 0.0, lax.add, window, strides, padding)

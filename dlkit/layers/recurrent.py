@@ -74,6 +74,7 @@ class _RNN(Layer):
 
     gates: ClassVar[int] = 1
     state_count: ClassVar[int] = 1
+    positive_arguments: ClassVar[tuple] = ("units",)
 
     # -------------------------------------------------------------- weights
     @nn.nowrap

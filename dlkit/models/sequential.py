@@ -88,6 +88,7 @@ class Sequential(nn.Module):
     Raises:
         ValueError: An ``Input`` that is not first, a model without layers (when called), or two
             layers with the same ``name=``.
+        TypeError: An entry that is not a layer (a string, a layer class).
     """
 
     layers: Sequence[Any] = ()
@@ -104,6 +105,8 @@ class Sequential(nn.Module):
             object.__setattr__(self, "_input", None)
         if any(isinstance(layer, Input) for layer in layers):
             raise ValueError("Input(...) may only be the first entry of a Sequential.")
+        for i, layer in enumerate(layers):
+            _check_layer(layer, i)
         object.__setattr__(self, "layers", layers)
         if self.layer_names is None:
             object.__setattr__(self, "layer_names", tuple(unique_names(layers)))
@@ -117,12 +120,14 @@ class Sequential(nn.Module):
 
         Raises:
             ValueError: An ``Input`` added to a non-empty model, or a duplicate ``name=``.
+            TypeError: ``layer`` is not a layer.
         """
         if isinstance(layer, Input):
             if self.layers:
                 raise ValueError("Input(...) may only be added to an empty Sequential.")
             object.__setattr__(self, "_input", layer)
             return
+        _check_layer(layer, len(self.layers))
         object.__setattr__(self, "layers", tuple(self.layers) + (layer,))
         object.__setattr__(self, "layer_names", tuple(unique_names(self.layers)))
 
@@ -167,3 +172,13 @@ def _takes_mask(layer) -> bool:
 def _returns_sequences(layer) -> bool:
     inner = getattr(layer, "layer", None)  # Bidirectional wraps its layer
     return bool(getattr(layer, "return_sequences", getattr(inner, "return_sequences", False)))
+
+
+def _check_layer(layer, index: int) -> None:
+    """A Sequential holds layers (Linen modules); name what else was given and what to write."""
+    if isinstance(layer, nn.Module):
+        return
+    hint = f" For an activation write layers.Activation({layer!r})." if isinstance(layer, str) else ""
+    if isinstance(layer, type) and issubclass(layer, nn.Module):
+        hint = f" Write {layer.__name__}(...) with its arguments: the class itself is not a layer."
+    raise TypeError(f"Sequential entry {index} is {type(layer).__name__} {layer!r}, not a layer.{hint}")

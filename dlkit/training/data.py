@@ -30,16 +30,26 @@ def to_arrays(data: Any, what: str):
     """
     if data is None:
         return None
+    if _is_pandas(data):
+        data = data.to_numpy()
     if isinstance(data, dict):
         return {k: to_arrays(v, f"{what}[{k!r}]") for k, v in data.items()}
     if isinstance(data, tuple) or (isinstance(data, list) and data and all(hasattr(d, "shape") for d in data)):
         return tuple(to_arrays(d, f"{what}[{i}]") for i, d in enumerate(data))
-    array = np.asarray(data)
+    try:
+        array = np.asarray(data)
+    except ValueError:  # numpy refuses ragged nested lists
+        raise ValueError(f"{what} could not be turned into an array: its samples have different shapes (a ragged "
+                         f"list). Pad or cut them to one shape first.") from None
     if array.dtype == np.float64:
         array = array.astype(np.float32)
     if array.dtype == object:
         raise TypeError(f"{what} could not be turned into a numeric array (got dtype=object); "
                         f"check that every sample has the same shape.")
+    if array.dtype.kind in "US":
+        examples = ", ".join(repr(v) for v in np.unique(array)[:3].tolist())
+        raise TypeError(f"{what} holds strings ({examples}, ...), not numbers. Encode them first, e.g. "
+                        f"classes, codes = np.unique(labels, return_inverse=True).")
     if array.ndim == 0:
         raise ValueError(f"{what} must have a batch axis; got a scalar.")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
@@ -157,11 +167,18 @@ def is_stream(x) -> bool:
       x: what ``fit``/``evaluate``/``predict`` got as ``x``.
 
     Returns:
-      True for an iterable of batches (a generator, a data loader); False for ``None``,
-      arrays, or a tuple/list/dict of them.
+      True for an iterable of batches (a generator, a data loader, a list of ``(x, y)`` tuples);
+      False for ``None``, arrays, pandas objects, or a tuple/list/dict of arrays.
     """
-    return x is not None and hasattr(x, "__iter__") and not isinstance(
-        x, (np.ndarray, jax.Array, tuple, list, dict, str))
+    if isinstance(x, list):  # a list of (x, y[, sample_weight]) batches, not a list of inputs or rows
+        return bool(x) and all(isinstance(b, tuple) and len(b) in (2, 3) and np.ndim(b[0]) >= 1 for b in x)
+    return x is not None and hasattr(x, "__iter__") and not _is_pandas(x) and not isinstance(
+        x, (np.ndarray, jax.Array, tuple, dict, str))
+
+
+def _is_pandas(data) -> bool:
+    """A pandas ``DataFrame`` or ``Series`` (taken as the array ``to_numpy()`` gives)."""
+    return type(data).__module__.startswith("pandas") and hasattr(data, "to_numpy")
 
 
 def unpack_batch(batch):

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 
 from dlkit.calling import accepts_training
-from dlkit.layers.base import LOSSES
-from dlkit.metrics import MetricState, mean_of
+from dlkit.layers.base import DIAGNOSTICS, LOSSES
+from dlkit.metrics import MetricState, Sum, mean_of
 from dlkit.training.freezing import inference_where_frozen
 from dlkit.training.state import TrainState
 
@@ -64,12 +64,16 @@ class Applied(NamedTuple):
       model_state: the updated non-parameter collections (``batch_stats``; empty in inference).
       added_loss: the sum of the ``add_loss`` terms (weight penalties and others).
       losses: the ``'losses'`` collection itself (each ``add_loss`` term by module path and name).
+      problems: what layers reported in their inputs (``layers.base.report``): counts by
+        ``"<layer path>: <problem>"``; return ``problem_logs(problems)`` among a step's logs and
+        the loop raises on any at the epoch's end.
     """
 
     outputs: Any
     model_state: dict
     added_loss: jax.Array
     losses: dict
+    problems: dict = {}
 
 
 def step_rng(state: TrainState, name: Optional[str] = None) -> jax.Array:
@@ -106,11 +110,11 @@ def apply(state: TrainState, x, params=None, training: bool = True, rng: Optiona
       **kwargs: further arguments of the model's call.
 
     Returns:
-      ``Applied(outputs, model_state, added_loss, losses)``.
+      ``Applied(outputs, model_state, added_loss, losses, problems)``.
     """
     params = state.params if params is None else params
     rng = step_rng(state) if rng is None else rng
-    mutable = [LOSSES, *state.model_state.keys()] if training else [LOSSES]
+    mutable = [LOSSES, DIAGNOSTICS, *(state.model_state.keys() if training else ())]
     if getattr(state.apply_fn, "__self__", None) is not None and accepts_training(state.apply_fn, method):
         kwargs["training"] = training
     with inference_where_frozen(state.frozen):
@@ -119,7 +123,42 @@ def apply(state: TrainState, x, params=None, training: bool = True, rng: Optiona
     updates = dict(updates)
     losses = updates.pop(LOSSES, {})
     total = sum((jnp.sum(v) for v in jax.tree.leaves(losses)), jnp.zeros((), jnp.float32))
-    return Applied(outputs, updates, total, losses)
+    return Applied(outputs, updates, total, losses, reported(updates.pop(DIAGNOSTICS, {})))
+
+
+def reported(collection: dict) -> dict:
+    """The ``'diagnostics'`` collection as counts by ``"<layer path>: <problem>"`` (summed over calls).
+
+    Args:
+      collection: the collection as ``apply`` returns it (nested by module, a tuple per sow).
+
+    Returns:
+      ``{"<path>: <problem>": count}``.
+    """
+    counts: dict = {}
+    for path, value in jax.tree_util.tree_flatten_with_path(collection, is_leaf=lambda v: isinstance(v, tuple))[0]:
+        keys = [str(getattr(k, "key", k)) for k in path]
+        name = f"{'/'.join(keys[:-1]) or 'model'}: {keys[-1]}"
+        counts[name] = counts.get(name, 0.0) + sum(jnp.sum(v) for v in value)
+    return counts
+
+
+# Log names the loop never shows: it raises on a PROBLEM counted during the epoch, warns once about a
+# WARNING counted, and about a WARNING_IF_ALL whose mean over the epoch's rows is 1.
+PROBLEM, WARNING, WARNING_IF_ALL = "_problem: ", "_warning: ", "_warning_if_all: "
+
+
+def problem_logs(problems: dict, prefix: str = PROBLEM) -> dict:
+    """Problems as logs: a ``Sum`` state per problem, merged over the epoch like any metric.
+
+    Args:
+      problems: counts by description (``Applied.problems``).
+      prefix: ``PROBLEM`` (the loop raises a ``ValueError``) or ``WARNING`` (it warns).
+
+    Returns:
+      ``{prefix + description: MetricState(Sum(), count)}``.
+    """
+    return {prefix + name: MetricState(Sum(), jnp.asarray(count, jnp.float32)) for name, count in problems.items()}
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -237,16 +276,19 @@ def merge_logs(totals: dict, logs: dict) -> dict:
     return {k: totals[k].merge(logs[k]) for k in totals}
 
 
-def log_values(logs: dict) -> dict:
+def log_values(logs: dict, checks: bool = True) -> dict:
     """Logs as values: each metric state's result; scalars as they are.
 
     Args:
       logs: scalars and ``MetricState``s.
+      checks: keep the loop's own checks (``PROBLEM``/``WARNING`` logs); the steps handed to
+        users leave them out.
 
     Returns:
       The same keys, each ``MetricState`` replaced by its ``result()``.
     """
-    return {k: v.result() if isinstance(v, MetricState) else v for k, v in logs.items()}
+    return {k: v.result() if isinstance(v, MetricState) else v for k, v in logs.items()
+            if checks or not k.startswith("_")}
 
 
 def as_batch(batch) -> Batch:

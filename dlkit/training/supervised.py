@@ -26,8 +26,9 @@ import numpy as np
 
 from dlkit import losses as losses_lib
 from dlkit import metrics as metrics_lib
+from dlkit.training import validation
 from dlkit.training.state import TrainState
-from dlkit.training.step import Batch, apply, as_metric_states
+from dlkit.training.step import WARNING, WARNING_IF_ALL, Batch, apply, as_metric_states, problem_logs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +81,14 @@ class Objective:
             names += [name for name, _, _ in head.metrics]
         return names
 
-    def log_specs(self, y, outputs) -> dict:
-        """The logs' abstract metric states, in log order (``names``).
+    def log_specs(self, y, outputs, problems: Optional[dict] = None) -> dict:
+        """The logs' abstract metric states, in log order (``names``, then the checks' logs).
 
         Args:
           y: targets (their shapes after the batch axis), or ``None``: guessed from the loss
             and the outputs.
           outputs: the model's outputs (abstract shapes will do).
+          problems: the problems the model's layers may report (``Applied.problems``; names suffice).
 
         Returns:
           ``{log name: MetricState of jax.ShapeDtypeStruct}``, as one batch's logs would be.
@@ -98,7 +100,9 @@ class Objective:
         o_spec = jax.tree.map(lambda o: jax.ShapeDtypeStruct((2, *o.shape[1:]), o.dtype), outputs)
         row = jax.ShapeDtypeStruct((2,), jnp.float32)
         logs = jax.eval_shape(lambda *args: as_metric_states(self(*args)[1], args[3]), y_spec, o_spec, row, row)
-        return {name: logs[name] if name in logs else metrics_lib.mean_of(0.0, 0.0) for name in self.names}
+        logs.update(problem_logs(dict.fromkeys(problems or {}, 0.0)))
+        order = self.names + sorted(set(logs) - set(self.names))
+        return {name: logs[name] if name in logs else metrics_lib.mean_of(0.0, 0.0) for name in order}
 
     def _target_guess(self, outputs):
         guesses = {}
@@ -136,7 +140,32 @@ class Objective:
                 logs[f"{head.name}_loss"] = value
             for name, metric, weighted in head.metrics:
                 logs[name] = metric.measure(target, predicted, weight if weighted else None, mask)
+            logs.update(_output_checks(head, predicted, mask))
         return total, logs
+
+
+def _output_checks(head: Head, predicted, mask) -> dict:
+    """Flags, read at the epoch's end, for outputs that do not fit a cross-entropy's ``from_logits``:
+    values outside [0, 1] for a loss that expects probabilities, or every row a probability vector
+    for a loss that expects logits (a softmax already applied). Free next to the step."""
+    from_logits = getattr(head.loss, "from_logits", None)
+    probability_loss = isinstance(head.loss, (losses_lib.BinaryCrossentropy, losses_lib.CategoricalCrossentropy,
+                                              losses_lib.SparseCategoricalCrossentropy))
+    if not probability_loss or not jnp.issubdtype(predicted.dtype, jnp.floating):
+        return {}
+    where = "" if head.name is None else f" {head.name!r}"
+    rows = predicted.reshape(predicted.shape[0], -1)
+    inside = jnp.all((rows >= -1e-6) & (rows <= 1 + 1e-6), axis=-1)
+    if not from_logits:
+        message = (f"{head.loss.name} expects probabilities (from_logits=False), but the model's outputs{where} "
+                   f"went outside [0, 1]; end the model with a softmax or sigmoid, or pass from_logits=True")
+        return problem_logs({message: jnp.sum((1.0 - inside) * mask)}, WARNING)
+    if predicted.shape[-1] > 1:  # a softmax: every row sums to 1
+        inside = inside & (jnp.abs(jnp.sum(predicted, axis=-1).reshape(predicted.shape[0], -1) - 1.0) < 1e-3).all(-1)
+    message = (f"{head.loss.name} has from_logits=True, but every output row{where} was a probability vector "
+               f"(a softmax or sigmoid already applied); drop that activation, or pass from_logits=False")
+    return {WARNING_IF_ALL + message: metrics_lib.MetricState(metrics_lib.Mean(), {
+        "total": jnp.sum(inside * mask), "count": jnp.sum(mask)})}
 
 
 def make_train_step(objective: Objective) -> Callable:
@@ -154,7 +183,7 @@ def make_train_step(objective: Objective) -> Callable:
         def loss_fn(params):
             out = apply(state, batch.x, params, training=True)
             data_loss, logs = objective(batch.y, out.outputs, batch.sample_weight, batch.mask)
-            return data_loss + out.added_loss, (logs, out.model_state)
+            return data_loss + out.added_loss, ({**logs, **problem_logs(out.problems)}, out.model_state)
 
         (loss, (logs, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(grads).replace(model_state={**state.model_state, **updates})
@@ -176,7 +205,7 @@ def make_test_step(objective: Objective) -> Callable:
     def test_step(state: TrainState, batch: Batch):
         out = apply(state, batch.x, training=False, rng=state.rng)
         data_loss, logs = objective(batch.y, out.outputs, batch.sample_weight, batch.mask)
-        return {"loss": data_loss + out.added_loss, **logs}
+        return {"loss": data_loss + out.added_loss, **logs, **problem_logs(out.problems)}
 
     return test_step
 
@@ -293,10 +322,5 @@ def check(objective: Objective, y, outputs) -> None:
         jax.eval_shape(head.loss.per_sample, spec, out)
         for _, metric, _ in head.metrics:
             jax.eval_shape(lambda t, p, m=metric: m.update(m.init(), t, p), spec, out)
-        if isinstance(head.loss, losses_lib.SparseCategoricalCrossentropy) and np.size(target):
-            low, high, classes = int(np.min(target)), int(np.max(target)), out.shape[-1]
-            if low < 0 or high >= classes:
-                where = "" if head.name is None else f" of output {head.name!r}"
-                raise ValueError(
-                    f"Labels{where} range from {low} to {high}, but the model outputs {classes} class scores. "
-                    f"Make the last layer output {high + 1} units (e.g. Dense({high + 1})), or fix the labels.")
+        where = "" if head.name is None else f" of output {head.name!r}"
+        validation.labels(head.loss, target, out.shape[-1] if out.ndim else None, where)

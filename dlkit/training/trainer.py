@@ -23,22 +23,24 @@ by kind and shape, so an epoch after the first compiles nothing.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlkit import checkpoints, optimizers, summary
 from dlkit import losses as losses_lib
-from dlkit import optimizers, summary
 from dlkit.callbacks import CallbackList, History, ProgbarLogger
 from dlkit.callbacks.base import LazyLogs
 from dlkit.calling import accepts_training
-from dlkit.layers.base import LOSSES
-from dlkit.training import checkpoints, freezing, interrupts, supervised, weights
+from dlkit.layers.base import DIAGNOSTICS, LOSSES
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
+from dlkit.training import freezing, interrupts, supervised, validation, weights
 from dlkit.training import step as step_lib
 from dlkit.training.state import TrainState, hashable, init_optimizer
 from dlkit.training.step import Batch
@@ -115,11 +117,12 @@ class Trainer:
         if self._custom_test is not None and self._custom_train is None:
             raise ValueError("A test_step needs its train_step: pass train_step= as well (or define both on the "
                              "model's class).")
-        self.seed = seed
+        self.seed = validation.seed(seed)
         self.mesh = devices_lib.make_mesh(devices)
         backend = self.mesh.devices.flat[0].platform
         self.steps_per_execution = (_STEPS_PER_EXECUTION.get(backend, _DEFAULT_STEPS_PER_EXECUTION)
-                                    if steps_per_execution == "auto" else int(steps_per_execution))
+                                    if steps_per_execution == "auto"
+                                    else validation.whole_number(steps_per_execution, "steps_per_execution", 1))
         self.compiler_options = devices_lib.default_compiler_options(backend) if compiler_options is None \
             else dict(compiler_options)
         self.pad_last_batch = pad_last_batch
@@ -186,8 +189,8 @@ class Trainer:
         def initial_state(seed, sample):
             params_rng, dropout_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
             variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng}, sample, **kwargs))
-            variables.pop(LOSSES, None)
-            variables.pop("intermediates", None)
+            for collection in (LOSSES, DIAGNOSTICS, "intermediates"):
+                variables.pop(collection, None)
             order.append(weights.keras_order(variables))  # creation order, before jit sorts the keys
             return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply)
 
@@ -196,7 +199,7 @@ class Trainer:
         self.state = init(np.uint32(self.seed), sample)
         self._weight_order = order[0]
 
-    def _bind(self, x, y) -> _Steps:
+    def _bind(self, x, y, what: str = "x") -> _Steps:
         """The steps this trainer runs, bound on first use: the model's own steps, or the supervised
         step for the compiled loss and metrics on the model's outputs. Checks ``y`` fits the outputs."""
         if self._steps is None:
@@ -209,31 +212,37 @@ class Trainer:
                 train_logs = step_lib.empty_logs(step_lib.log_specs(train, True, self.state, spec))
                 test_logs = step_lib.empty_logs(step_lib.log_specs(test, False, self.state, spec)) if test else {}
             else:
-                objective = supervised.build(self._model_outputs(x), y, self.loss, self.loss_weights, self.metric_ids,
+                outputs, problems = self._model_outputs(x, what)
+                objective = supervised.build(outputs, y, self.loss, self.loss_weights, self.metric_ids,
                                              self.weighted_metric_ids)
                 train, test = supervised.make_train_step(objective), supervised.make_test_step(objective)
-                train_logs = test_logs = step_lib.empty_logs(objective.log_specs(y, self._model_outputs(x)))
+                train_logs = test_logs = step_lib.empty_logs(objective.log_specs(y, outputs, problems))
                 self._objective = objective
             self._steps = _Steps(train, test, _on_host(train_logs), _on_host(test_logs))
         if self._custom_train is None and y is not None:
-            supervised.check(self._objective, y, self._model_outputs(x))
+            supervised.check(self._objective, y, self._model_outputs(x, what)[0])
         return self._steps
 
-    def _model_outputs(self, x):
-        """The model's abstract outputs for inputs shaped like ``x`` (traced once per signature)."""
+    def _model_outputs(self, x, what: str = "x"):
+        """The model's abstract outputs, and the problems its layers may report, for inputs shaped like
+        ``x`` (traced once per signature). Inputs the model was not built for get a clear error."""
         leaves, structure = jax.tree.flatten(x)
         signature = (structure, tuple((a.shape[1:], a.dtype) for a in leaves))
         if signature not in self._outputs:
+            validation.same_structure(x, self._sample_shape, what)
             two = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype), x)
-            self._outputs[signature] = jax.eval_shape(lambda v, s: self._forward(v, s), self.state.variables, two)
+            try:
+                self._outputs[signature] = jax.eval_shape(self._forward, self.state.variables, two)
+            except flax.errors.ScopeParamShapeError as error:
+                raise validation.shape_mismatch(x, self._sample_shape, what) from error
         return self._outputs[signature]
 
     def _forward(self, variables, x, method=None):
-        """The model in inference mode (``predict``)."""
+        """The model in inference mode (``predict``): its outputs and the problems its layers report."""
         kwargs = {"training": False} if method is None and accepts_training(self.model) else {}
-        out, _ = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)}, mutable=[LOSSES],
-                                  method=method, **kwargs)
-        return out
+        out, updates = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)},
+                                        mutable=[LOSSES, DIAGNOSTICS], method=method, **kwargs)
+        return out, step_lib.reported(updates.get(DIAGNOSTICS, {}))
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
@@ -266,7 +275,9 @@ class Trainer:
           (``loss``, the metrics, ``val_``-prefixed ones when validating).
         """
         batch_size = data_lib.check_batch_size(batch_size)
-        self._check_initial_epoch(initial_epoch)
+        epochs = validation.whole_number(epochs, "epochs")
+        self._check_initial_epoch(validation.whole_number(initial_epoch, "initial_epoch"))
+        callbacks = validation.callbacks(callbacks)
         if data_lib.is_stream(x):
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
@@ -274,8 +285,8 @@ class Trainer:
             run_epoch, steps = (lambda hook: self._run_stream(x, True, hook)), None
         else:
             x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
-            weight = data_lib.to_arrays(sample_weight, "sample_weight")
-            data_lib.num_samples(x, y)
+            weight = validation.sample_weight(data_lib.to_arrays(sample_weight, "sample_weight"),
+                                              data_lib.num_samples(x, y))
             if class_weight is not None:
                 weight = data_lib.class_weights(y, class_weight, weight)
             (x, y, weight), held_out = data_lib.split_validation(x, y, weight, validation_split)
@@ -290,11 +301,13 @@ class Trainer:
 
         history = History()
         progress = [ProgbarLogger()] if verbose else []  # after the user's callbacks, as in Keras
-        cbs = CallbackList([*(callbacks or []), *progress, history], self,
+        cbs = CallbackList([*callbacks, *progress, history], self,
                            {"epochs": epochs, "verbose": verbose, "steps": steps})
         hook = self._batch_hook(cbs) if cbs.wants_batches else None
         self.stop_training, finished, logs = False, False, None
+        self._start_epoch = None  # a callback's on_train_begin may set it (BackupAndRestore resuming a run)
         cbs.on_train_begin()
+        initial_epoch = initial_epoch if self._start_epoch is None else self._start_epoch
         try:
             with interrupts.deferred() as self._interrupt:
                 for epoch in range(initial_epoch, epochs):
@@ -413,7 +426,7 @@ class Trainer:
         """
         batch_size = data_lib.check_batch_size(batch_size)
         source = x if data_lib.is_stream(x) else (x, y, sample_weight)
-        logs = self._evaluator(source, batch_size, "x")()
+        logs = self._evaluator(source, batch_size, "evaluate")()
         if verbose not in (0, "auto") or verbose is True:
             print(" - ".join(f"{k}: {v:.4f}" if np.ndim(v) == 0 else f"{k}: {v}" for k, v in logs.items()))
         if return_dict:
@@ -427,7 +440,9 @@ class Trainer:
             return lambda: self._read(self._run_stream(source, train=False), train=False)
         x, y, weight = (*source, None, None)[:3]
         x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
-        data, n = self._on_device(x, y, data_lib.to_arrays(weight, f"{what} sample_weight"), what)
+        weight = validation.sample_weight(data_lib.to_arrays(weight, f"{what} sample_weight"),
+                                          data_lib.num_samples(x, y), f"{what} sample_weight")
+        data, n = self._on_device(x, y, weight, what)
         self._require_test_step(what)
         return lambda: self._read(self._evaluate_arrays(data, n, batch_size), train=False)
 
@@ -464,18 +479,20 @@ class Trainer:
         n = data_lib.num_samples(x)
         if method is None:
             self.build(x)
+            self._model_outputs(x, "predict x")  # inputs the model was not built for: a clear error
         else:
             self._require_built(f"predict(method={method!r})")
         program, data = self._predict_program(batch_size, method), jax.device_put(x, devices_lib.replicated(self.mesh))
-        chunks = [program(self.state.variables, data, start) for start in range(0, n, batch_size)]
+        chunks, problems = zip(*[program(self.state.variables, data, start) for start in range(0, n, batch_size)])
         outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
+        _raise_problems(jax.tree.map(lambda *counts: sum(counts), *jax.device_get(problems)), "predict")
         return dict(outputs) if isinstance(outputs, Mapping) else outputs  # Keras returns a plain dict
 
     def _on_device(self, x, y, weight, what: str):
         """Build and bind on ``x, y``, then place ``(x, y, weight)`` on the devices, replicated."""
         n = data_lib.num_samples(x, y)
         self.build(x)
-        self._bind(x, y)
+        self._bind(x, y, what)
         self._require_targets(y, what)
         weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
         y = np.zeros(n, np.float32) if y is None else y
@@ -483,7 +500,7 @@ class Trainer:
 
     def _require_targets(self, y, what: str) -> None:
         if y is None and self._custom_train is None:
-            raise ValueError(f"{what}: the loss {self.loss!r} compares outputs with targets, but no y was given. "
+            raise ValueError(f"{what}: the loss compares the model's outputs with targets, but no y was given. "
                              f"Pass y (or (x, y) batches); a model trained without targets needs its own "
                              f"train_step (e.g. dlkit.models.Autoencoder).")
 
@@ -542,7 +559,14 @@ class Trainer:
         results = self._program(("results",), lambda: self._jit(step_lib.log_values, None))
         values = jax.device_get(results(totals))
         names = self._steps.train_logs if train else self._steps.test_logs
-        return {k: float(values[k]) if np.ndim(values[k]) == 0 else np.asarray(values[k]) for k in names}
+        _raise_problems({k[len(step_lib.PROBLEM):]: values[k] for k in names if k.startswith(step_lib.PROBLEM)},
+                        "fit" if train else "evaluate")
+        for k in names:
+            if (k.startswith(step_lib.WARNING) and values[k] > 0) or (
+                    k.startswith(step_lib.WARNING_IF_ALL) and values[k] >= 1.0):
+                warnings.warn(k.split(": ", 1)[1] + ".", stacklevel=3)
+        return {k: float(values[k]) if np.ndim(values[k]) == 0 else np.asarray(values[k]) for k in names
+                if not k.startswith("_")}
 
     def _program(self, key: tuple, make: Callable):
         if key not in self._programs:
@@ -575,7 +599,7 @@ class Trainer:
 
             def run(state, batch):
                 state, logs = step(state, step_lib.as_batch(batch))
-                return state.replace(step=state.step + 1), step_lib.log_values(logs)
+                return state.replace(step=state.step + 1), step_lib.log_values(logs, checks=False)
             self._public["train"] = self._jit(run, None)
         return self._public["train"]
 
@@ -587,7 +611,7 @@ class Trainer:
             step = self._bound("test_step").test
             self._require_test_step("test_step")
             self._public["test"] = self._jit(
-                lambda state, batch: step_lib.log_values(step(state, step_lib.as_batch(batch))), None)
+                lambda state, batch: step_lib.log_values(step(state, step_lib.as_batch(batch)), checks=False), None)
         return self._public["test"]
 
     eval_step = test_step
@@ -702,35 +726,59 @@ class Trainer:
         """Keras' ``model.optimizer``: ``trainer.optimizer.learning_rate`` reads and sets the rate."""
         return _OptimizerView(self)
 
-    def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False) -> None:
+    def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False,
+                        allow_nonfinite: bool = False) -> None:
         """Save the full training state (or the weights only) as an Orbax checkpoint.
+
+        A checkpoint of the same epoch in ``directory`` is replaced. The shape, dtype and
+        SHA-256 of every array are saved with it, and checked by ``load_checkpoint``.
 
         Args:
           directory: the checkpoint directory (one sub-directory per saved epoch).
           epoch: the label, epochs completed (default ``self.epoch``).
           weights_only: save params and other collections only, no optimizer state.
+          allow_nonfinite: save a state holding NaN or inf too (refused by default, as a
+            diverged run's state is no checkpoint to resume from).
+
+        Raises:
+          dlkit.checkpoints.NonFiniteCheckpointError: a saved array holds NaN or inf
+            (a ``ValueError``; the message names it).
+          dlkit.checkpoints.CheckpointError: ``directory`` is a file or cannot be written.
         """
         self._require_built("save_checkpoint")
         checkpoints.save_state(directory, self.state, self.epoch if epoch is None else epoch, self._sample_shape,
-                               weights_only)
+                               weights_only, allow_nonfinite=allow_nonfinite)
 
-    def load_checkpoint(self, directory: str, epoch: Optional[int] = None) -> int:
-        """Restore the latest (or the given) checkpoint in ``directory``.
+    def load_checkpoint(self, directory: str, epoch: Optional[int] = None, fallback: bool = True) -> int:
+        """Restore the latest (or the given) checkpoint in ``directory``, verified.
 
         Works on a fresh Trainer that has seen no data: the model is built from the sample
         shape saved with the checkpoint. Continue with ``fit(..., initial_epoch=epoch)``.
+        Every array is checked against the SHA-256 saved with it; a damaged latest
+        checkpoint (a file missing, truncated or changed) is skipped, with a warning
+        naming it, for the latest intact one.
 
         Args:
           directory: a directory written by ``save_checkpoint`` / ``ModelCheckpoint``.
-          epoch: the epoch to restore (default: the latest).
+          epoch: the epoch to restore (default: the latest intact one).
+          fallback: with ``epoch=None``, skip a damaged latest checkpoint for an older intact
+            one (``False``: raise).
 
         Returns:
           The restored checkpoint's epoch.
+
+        Raises:
+          FileNotFoundError: ``directory`` holds no checkpoint (or none for ``epoch``).
+          dlkit.checkpoints.CheckpointError: the requested checkpoint is damaged, no
+            intact one remains, or it was saved from a model of other shapes (the first
+            differing parameter is named); a ``ValueError``.
         """
-        epoch, meta = checkpoints.read_meta(directory, epoch)
-        if self.state is None:
-            self.build(weights.zeros_batch(checkpoints.decode_shape(meta["sample_shape"])))
-        state = checkpoints.restore_state(directory, epoch, self.state, meta)
+        def template(meta: dict):
+            if self.state is None:
+                self.build(weights.zeros_batch(checkpoints.decode_shape(meta["sample_shape"])))
+            return self.state
+
+        epoch, meta, state = checkpoints.load_state(directory, epoch, template, fallback)
         self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
         if not meta.get("weights_only", False):
             self.epoch = self._restored_epoch = int(meta["epoch"])
@@ -770,3 +818,10 @@ def _on_host(logs: dict) -> dict:
     device buffers, as the programs donate them."""
     host = jax.device_get(logs)
     return {k: host[k] for k in logs}
+
+
+def _raise_problems(problems: dict, what: str) -> None:
+    """Raise the first problem a layer reported (``layers.base.report``) with how often it occurred."""
+    for name, count in problems.items():
+        if count > 0:
+            raise ValueError(f"{what}: layer {name} ({int(count)} times).")
