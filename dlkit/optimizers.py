@@ -405,3 +405,40 @@ def with_learning_rate(opt_state, value):
         return state._replace(hyperparams=hyperparams)
 
     return _with_hyperparams(opt_state, replace)[1]
+
+
+class TrainerOptimizer:
+    """Keras' ``model.optimizer`` for a ``Trainer``: ``learning_rate`` is read from and written to the
+    optimizer state in ``trainer.state``, so changing it recompiles nothing (callbacks use it).
+
+    Args:
+        trainer: the ``Trainer`` whose state holds the optimizer state.
+    """
+
+    def __init__(self, trainer):
+        object.__setattr__(self, "_trainer", trainer)
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the optimizer uses now.
+
+        Raises:
+            ValueError: the model is not built, or the optimizer keeps no learning rate in its state
+                (an optax optimizer not wrapped in ``optax.inject_hyperparams``).
+        """
+        state = self._trainer.state
+        if state is None:
+            raise ValueError("learning_rate needs a built model: call fit/predict first, or give the model an "
+                             "input shape.")
+        value = learning_rate_of(state.opt_state)
+        if value is None:
+            raise ValueError("This optimizer keeps no learning rate in its state. Use a dlkit.optimizers "
+                             "constructor (e.g. dlkit.optimizers.Adam(1e-3)) or wrap your optax optimizer "
+                             "in optax.inject_hyperparams.")
+        return float(value)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.learning_rate  # noqa: B018 - raises the explanatory error if there is none
+        state = self._trainer.state
+        self._trainer.state = state.replace(opt_state=with_learning_rate(state.opt_state, value))

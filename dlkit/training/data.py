@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlkit.training import devices, validation
 from dlkit.training.step import Batch
 
 
@@ -272,3 +273,27 @@ def gather(data, perm, start, rows: int, valid) -> Batch:
     index = jnp.take(perm, start + offsets, mode="clip")
     x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)  # in range: no fill
     return Batch(x, y, w, (offsets < valid).astype(jnp.float32))
+
+
+def device_batch(x, y, weight, mesh) -> Batch:
+    """One batch of a stream, checked and placed on the devices: split along the batch axis when
+    its size divides by the number of devices, else whole on each.
+
+    Args:
+      x: the batch's inputs (numpy).
+      y: its targets, or ``None`` (zeros: a custom step may ignore them).
+      weight: its sample weights, or ``None`` (ones).
+      mesh: the devices.
+
+    Returns:
+      A ``Batch`` of device arrays, every row real.
+
+    Raises:
+      ValueError: for arrays of different lengths, or sample weights that do not fit the batch.
+    """
+    rows = num_samples(x, y)
+    weight = validation.sample_weight(weight, rows)
+    weight = np.ones(rows, np.float32) if weight is None else weight
+    y = np.zeros(rows, np.float32) if y is None else y
+    sharding = devices.batch_sharded(mesh) if rows % mesh.size == 0 else devices.replicated(mesh)
+    return jax.device_put(Batch(x, y, weight, np.ones(rows, np.float32)), sharding)

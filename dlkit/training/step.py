@@ -26,6 +26,7 @@ are several optimizers).
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, Optional
@@ -306,3 +307,38 @@ def as_batch(batch) -> Batch:
     x, y, *weight = tuple(batch)
     ones = jnp.ones(len(jax.tree.leaves(x)[0]), jnp.float32)
     return Batch(x, y, weight[0] if weight else ones, ones)
+
+
+def batch_spec(x, y) -> Batch:
+    """An abstract two-row ``Batch`` shaped like ``(x, y)`` (zeros for missing targets), to trace a
+    step on.
+
+    Args:
+      x: inputs (arrays, batch axis first).
+      y: targets, or ``None``.
+
+    Returns:
+      A ``Batch`` of ``jax.ShapeDtypeStruct``.
+    """
+    rows = jax.tree.leaves(x)[0].shape[0]
+    y = jnp.zeros((rows,), jnp.float32) if y is None else y
+    batch = Batch(x, y, jnp.ones((1,), jnp.float32), jnp.ones((1,), jnp.float32))
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *jnp.shape(a)[1:]), jnp.asarray(a).dtype), batch)
+
+
+def raise_checks(values: dict, what: str) -> None:
+    """Act on the loop's checks among an epoch's log values: raise on a ``PROBLEM`` counted, warn
+    about a ``WARNING`` counted or a ``WARNING_IF_ALL`` true of every row.
+
+    Args:
+      values: log values by name (the other logs are ignored).
+      what: ``"fit"``, ``"evaluate"`` or ``"predict"``, for the message.
+
+    Raises:
+      ValueError: a layer reported a problem (``layers.base.report``), named with its count.
+    """
+    for name, value in values.items():
+        if name.startswith(PROBLEM) and value > 0:
+            raise ValueError(f"{what}: layer {name[len(PROBLEM):]} ({int(value)} times).")
+        if (name.startswith(WARNING) and value > 0) or (name.startswith(WARNING_IF_ALL) and value >= 1.0):
+            warnings.warn(name.split(": ", 1)[1] + ".", stacklevel=4)

@@ -23,7 +23,6 @@ by kind and shape, so an epoch after the first compiles nothing.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
@@ -43,7 +42,6 @@ from dlkit.training import devices as devices_lib
 from dlkit.training import freezing, interrupts, supervised, validation, weights
 from dlkit.training import step as step_lib
 from dlkit.training.state import TrainState, hashable, init_optimizer
-from dlkit.training.step import Batch
 
 # Steps per compiled program (Keras' ``steps_per_execution``). On a CPU, several
 # unrolled steps per program run no faster than one but compile longer; on an
@@ -204,10 +202,7 @@ class Trainer:
         step for the compiled loss and metrics on the model's outputs. Checks ``y`` fits the outputs."""
         if self._steps is None:
             if self._custom_train is not None:
-                rows = jax.tree.leaves(x)[0].shape[0]
-                y_spec = np.zeros(rows, np.float32) if y is None else y
-                spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *np.shape(a)[1:]), np.asarray(a).dtype),
-                                    Batch(x, y_spec, np.ones(1, np.float32), np.ones(1, np.float32)))
+                spec = step_lib.batch_spec(x, y)
                 train, test = self._custom_train, self._custom_test
                 train_logs = step_lib.empty_logs(step_lib.log_specs(train, True, self.state, spec))
                 test_logs = step_lib.empty_logs(step_lib.log_specs(test, False, self.state, spec)) if test else {}
@@ -355,16 +350,11 @@ class Trainer:
             x, y, weight = data_lib.unpack_batch(batch)
             self.build(x)
             self._bind(x, y)
-            self._require_targets(y, "fit" if train else "evaluate")
+            validation.targets_given(y, self._custom_train is None, "fit" if train else "evaluate")
             if not train:
-                self._require_test_step("evaluate")
+                validation.has_test_step(self._steps.test, "evaluate")
             totals = self._empty_totals(train) if totals is None else totals
-            rows = data_lib.num_samples(x, y)
-            weight = np.ones(rows, np.float32) if weight is None else weight
-            y = np.zeros(rows, np.float32) if y is None else y
-            sharding = devices_lib.batch_sharded(self.mesh) if rows % self.mesh.size == 0 \
-                else devices_lib.replicated(self.mesh)
-            batch = jax.device_put(Batch(x, y, weight, np.ones(rows, np.float32)), sharding)
+            batch = data_lib.device_batch(x, y, weight, self.mesh)
             if hook:
                 hook("begin", count, totals)
             if train:
@@ -443,7 +433,7 @@ class Trainer:
         weight = validation.sample_weight(data_lib.to_arrays(weight, f"{what} sample_weight"),
                                           data_lib.num_samples(x, y), f"{what} sample_weight")
         data, n = self._on_device(x, y, weight, what)
-        self._require_test_step(what)
+        validation.has_test_step(self._steps.test, what)
         return lambda: self._read(self._evaluate_arrays(data, n, batch_size), train=False)
 
     def _evaluate_arrays(self, data, n: int, batch_size: int):
@@ -485,7 +475,8 @@ class Trainer:
         program, data = self._predict_program(batch_size, method), jax.device_put(x, devices_lib.replicated(self.mesh))
         chunks, problems = zip(*[program(self.state.variables, data, start) for start in range(0, n, batch_size)])
         outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
-        _raise_problems(jax.tree.map(lambda *counts: sum(counts), *jax.device_get(problems)), "predict")
+        counts = jax.tree.map(lambda *counts: sum(counts), *jax.device_get(problems))
+        step_lib.raise_checks({step_lib.PROBLEM + k: v for k, v in counts.items()}, "predict")
         return dict(outputs) if isinstance(outputs, Mapping) else outputs  # Keras returns a plain dict
 
     def _on_device(self, x, y, weight, what: str):
@@ -493,22 +484,10 @@ class Trainer:
         n = data_lib.num_samples(x, y)
         self.build(x)
         self._bind(x, y, what)
-        self._require_targets(y, what)
+        validation.targets_given(y, self._custom_train is None, what)
         weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
         y = np.zeros(n, np.float32) if y is None else y
         return jax.device_put((x, y, weight), devices_lib.replicated(self.mesh)), n
-
-    def _require_targets(self, y, what: str) -> None:
-        if y is None and self._custom_train is None:
-            raise ValueError(f"{what}: the loss compares the model's outputs with targets, but no y was given. "
-                             f"Pass y (or (x, y) batches); a model trained without targets needs its own "
-                             f"train_step (e.g. dlkit.models.Autoencoder).")
-
-    def _require_test_step(self, what: str) -> None:
-        if self._steps.test is None:
-            raise ValueError(f"{what}: this model's custom train_step has no test_step, so there is nothing to "
-                             f"evaluate with. Pass Trainer(..., test_step=fn) (a pure (state, batch) -> logs), or "
-                             f"leave out validation data / evaluate().")
 
     # ------------------------------------------------------------------ the compiled programs
     def _chunk_program(self, train: bool, steps: int, size: int):
@@ -559,12 +538,7 @@ class Trainer:
         results = self._program(("results",), lambda: self._jit(step_lib.log_values, None))
         values = jax.device_get(results(totals))
         names = self._steps.train_logs if train else self._steps.test_logs
-        _raise_problems({k[len(step_lib.PROBLEM):]: values[k] for k in names if k.startswith(step_lib.PROBLEM)},
-                        "fit" if train else "evaluate")
-        for k in names:
-            if (k.startswith(step_lib.WARNING) and values[k] > 0) or (
-                    k.startswith(step_lib.WARNING_IF_ALL) and values[k] >= 1.0):
-                warnings.warn(k.split(": ", 1)[1] + ".", stacklevel=3)
+        step_lib.raise_checks({k: values[k] for k in names}, "fit" if train else "evaluate")
         return {k: float(values[k]) if np.ndim(values[k]) == 0 else np.asarray(values[k]) for k in names
                 if not k.startswith("_")}
 
@@ -609,7 +583,7 @@ class Trainer:
         kept like ``train_step``."""
         if "test" not in self._public:
             step = self._bound("test_step").test
-            self._require_test_step("test_step")
+            validation.has_test_step(self._steps.test, "test_step")
             self._public["test"] = self._jit(
                 lambda state, batch: step_lib.log_values(step(state, step_lib.as_batch(batch)), checks=False), None)
         return self._public["test"]
@@ -705,73 +679,51 @@ class Trainer:
         self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
 
     @property
-    def learning_rate(self) -> float:
-        """The learning rate the optimizer uses now; setting it changes the optimizer state and
-        recompiles nothing."""
-        self._require_built("learning_rate")
-        value = optimizers.learning_rate_of(self.state.opt_state)
-        if value is None:
-            raise ValueError("This optimizer keeps no learning rate in its state. Use a dlkit.optimizers "
-                             "constructor (e.g. dlkit.optimizers.Adam(1e-3)) or wrap your optax optimizer "
-                             "in optax.inject_hyperparams.")
-        return float(value)
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self.learning_rate  # noqa: B018 - raises the explanatory error if there is none
-        self.state = self.state.replace(opt_state=optimizers.with_learning_rate(self.state.opt_state, value))
-
-    @property
-    def optimizer(self) -> _OptimizerView:
+    def optimizer(self) -> optimizers.TrainerOptimizer:
         """Keras' ``model.optimizer``: ``trainer.optimizer.learning_rate`` reads and sets the rate."""
-        return _OptimizerView(self)
+        return optimizers.TrainerOptimizer(self)
+
+    learning_rate = property(lambda self: self.optimizer.learning_rate,
+                             lambda self, value: setattr(self.optimizer, "learning_rate", value),
+                             doc="The learning rate the optimizer uses now (``trainer.optimizer.learning_rate``).")
 
     def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False,
                         allow_nonfinite: bool = False) -> None:
-        """Save the full training state (or the weights only) as an Orbax checkpoint.
-
-        A checkpoint of the same epoch in ``directory`` is replaced. The shape, dtype and
-        SHA-256 of every array are saved with it, and checked by ``load_checkpoint``.
+        """Save the full training state (or the weights only) as an Orbax checkpoint, with the shape,
+        dtype and SHA-256 of every array; a checkpoint of the same epoch is replaced.
 
         Args:
           directory: the checkpoint directory (one sub-directory per saved epoch).
           epoch: the label, epochs completed (default ``self.epoch``).
           weights_only: save params and other collections only, no optimizer state.
-          allow_nonfinite: save a state holding NaN or inf too (refused by default, as a
-            diverged run's state is no checkpoint to resume from).
+          allow_nonfinite: save NaN or inf weights too (refused by default: no state to resume from).
 
         Raises:
-          dlkit.checkpoints.NonFiniteCheckpointError: a saved array holds NaN or inf
-            (a ``ValueError``; the message names it).
-          dlkit.checkpoints.CheckpointError: ``directory`` is a file or cannot be written.
+          dlkit.checkpoints.CheckpointError: NaN or inf weights (``NonFiniteCheckpointError``), or a
+            ``directory`` that cannot be written (both ``ValueError``s).
         """
         self._require_built("save_checkpoint")
         checkpoints.save_state(directory, self.state, self.epoch if epoch is None else epoch, self._sample_shape,
                                weights_only, allow_nonfinite=allow_nonfinite)
 
     def load_checkpoint(self, directory: str, epoch: Optional[int] = None, fallback: bool = True) -> int:
-        """Restore the latest (or the given) checkpoint in ``directory``, verified.
-
-        Works on a fresh Trainer that has seen no data: the model is built from the sample
-        shape saved with the checkpoint. Continue with ``fit(..., initial_epoch=epoch)``.
-        Every array is checked against the SHA-256 saved with it; a damaged latest
-        checkpoint (a file missing, truncated or changed) is skipped, with a warning
-        naming it, for the latest intact one.
+        """Restore the latest (or the given) checkpoint in ``directory``, every array checked against
+        its saved SHA-256. A fresh Trainer is built from the sample shape saved with it; continue
+        with ``fit(..., initial_epoch=epoch)``.
 
         Args:
           directory: a directory written by ``save_checkpoint`` / ``ModelCheckpoint``.
           epoch: the epoch to restore (default: the latest intact one).
-          fallback: with ``epoch=None``, skip a damaged latest checkpoint for an older intact
-            one (``False``: raise).
+          fallback: with ``epoch=None``, skip a damaged latest checkpoint, with a warning naming it,
+            for the latest intact one (``False``: raise).
 
         Returns:
           The restored checkpoint's epoch.
 
         Raises:
           FileNotFoundError: ``directory`` holds no checkpoint (or none for ``epoch``).
-          dlkit.checkpoints.CheckpointError: the requested checkpoint is damaged, no
-            intact one remains, or it was saved from a model of other shapes (the first
-            differing parameter is named); a ``ValueError``.
+          dlkit.checkpoints.CheckpointError: the checkpoint is damaged, none is intact, or it holds
+            other shapes than the model (the first differing parameter is named).
         """
         def template(meta: dict):
             if self.state is None:
@@ -791,21 +743,6 @@ class Trainer:
                 f"with dlkit.Input(shape), pass Trainer(..., input_shape=...), or call fit/predict first.")
 
 
-class _OptimizerView:
-    """``trainer.optimizer``: Keras' ``model.optimizer.learning_rate`` read and set on the trainer."""
-
-    def __init__(self, trainer: Trainer):
-        object.__setattr__(self, "_trainer", trainer)
-
-    @property
-    def learning_rate(self) -> float:
-        return self._trainer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self._trainer.learning_rate = value
-
-
 def _as_list(metrics) -> Any:
     """Keras takes one metric, a list, or a dict / list of lists per output."""
     if metrics is None or isinstance(metrics, (list, tuple, dict)):
@@ -819,9 +756,3 @@ def _on_host(logs: dict) -> dict:
     host = jax.device_get(logs)
     return {k: host[k] for k in logs}
 
-
-def _raise_problems(problems: dict, what: str) -> None:
-    """Raise the first problem a layer reported (``layers.base.report``) with how often it occurred."""
-    for name, count in problems.items():
-        if count > 0:
-            raise ValueError(f"{what}: layer {name} ({int(count)} times).")

@@ -147,6 +147,39 @@ def labels(loss: losses_lib.Loss, target: np.ndarray, classes: Optional[int], wh
                              f"sparse_categorical_crossentropy with one output unit per class.")
 
 
+def targets_given(y, supervised: bool, what: str) -> None:
+    """A supervised loss compares outputs with targets: it needs ``y``.
+
+    Args:
+      y: the targets given (``None`` if none).
+      supervised: whether the trainer runs the supervised step (no custom ``train_step``).
+      what: where the data came in (``"fit"``, ``"validation_data"`` …).
+
+    Raises:
+      ValueError: no targets for a supervised loss (it would train against zeros).
+    """
+    if y is None and supervised:
+        raise ValueError(f"{what}: the loss compares the model's outputs with targets, but no y was given. "
+                         f"Pass y (or (x, y) batches); a model trained without targets needs its own "
+                         f"train_step (e.g. dlkit.models.Autoencoder).")
+
+
+def has_test_step(test_step, what: str) -> None:
+    """Evaluating needs a test step; a custom ``train_step`` may come without one.
+
+    Args:
+      test_step: the bound test step, or ``None``.
+      what: what asked for it (``"evaluate"``, ``"validation_data"``, ``"test_step"``).
+
+    Raises:
+      ValueError: there is no test step.
+    """
+    if test_step is None:
+        raise ValueError(f"{what}: this model's custom train_step has no test_step, so there is nothing to "
+                         f"evaluate with. Pass Trainer(..., test_step=fn) (a pure (state, batch) -> logs), or "
+                         f"leave out validation data / evaluate().")
+
+
 def same_structure(x, sample_shape, what: str) -> None:
     """Inputs must come as the model was built: one array, or the same tuple/list/dict of arrays.
 
