@@ -137,6 +137,7 @@ def test_gradients_match_finite_differences(kind, case):
         x = jnp.asarray(randn(B, T, D), jnp.float64)
         initial = [jnp.asarray(randn(B, U, scale=0.5), jnp.float64) for _ in range(2 if kind == "lstm" else 1)]
 
+        @jax.jit  # one program per case (eagerly, each op and each scan compiles on its own)
         def f(params, x, initial):
             return layer.apply({"params": params}, x, initial_state=initial, **call_kwargs)
 
@@ -188,7 +189,7 @@ def test_gradients_match_autodiff_of_a_plain_scan(kind, go_backwards, masked):
             def value(params, x, initial):
                 outs, *final = fn(params, x, initial)
                 return jnp.sum(outs * w_out) + sum(jnp.sum(s * w_states * (k + 1)) for k, s in enumerate(final))
-            return jax.grad(value, argnums=(0, 1, 2))
+            return jax.jit(jax.grad(value, argnums=(0, 1, 2)))
 
         got = loss(lambda p, x, s: layer.apply({"params": p}, x, mask=mask, initial_state=s))(params, x, initial)
         want = loss(lambda p, x, s: [reference(p, x, s)[0], *reference(p, x, s)[1]])(params, x, initial)

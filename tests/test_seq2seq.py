@@ -120,12 +120,15 @@ def _check_learned(capsys, forced, greedy):
     assert forced >= 0.95 and greedy >= 0.95, (forced, greedy)
 
 
+# Greedy token accuracy over seeds 0-2 (the Trainer's seed and the data draws): the Transformer 1.0000 each
+# time with 2 epochs on 3000 sequences; the LSTM 0.9938-0.9943 with 8 epochs on 4000 (0.9932-0.9972 with
+# the 10 on 6000 this test ran before).
 def test_transformer_learns_to_reverse_decoded_greedily(capsys, transformer):
-    _check_learned(capsys, *transformer.main(epochs=3, n_train=4000, length=LENGTH))
+    _check_learned(capsys, *transformer.main(epochs=2, n_train=3000, length=LENGTH))
 
 
 def test_lstm_encoder_decoder_learns_to_reverse_decoded_greedily(capsys, lstm):
-    _check_learned(capsys, *lstm.main(epochs=10, n_train=6000, length=LENGTH))
+    _check_learned(capsys, *lstm.main(epochs=8, n_train=4000, length=LENGTH))
 
 
 @pytest.mark.slow
