@@ -185,12 +185,18 @@ def spawn(script: str, name: str, flags: str, epochs: int, extra: list, baseline
 
 
 def compare(script: str, title: str, epochs: int, repeats: int, extra: list = (), baseline: str = "",
-            variants: tuple = ()) -> None:
+            variants: tuple = (), only: tuple = ()) -> None:
     """Run every contender of ``script`` in both XLA environments, interleaved, and print the table;
-    ``baseline`` adds dlkit from that checkout, ``variants`` more dlkit configurations (``VARIANTS``)."""
+    ``baseline`` adds dlkit from that checkout, ``variants`` more dlkit configurations (``VARIANTS``),
+    ``only`` keeps just the contenders it names (more repeats of a two-way comparison in the same time)."""
     import importlib.util
     names = ["dlkit", *(["dlkit-base"] if baseline else []), *variants, "flax"] + (
         ["keras"] if importlib.util.find_spec("keras") else [])
+    if only:
+        unknown = set(only) - set(names)
+        if unknown:
+            raise SystemExit(f"--only names {sorted(unknown)}; the contenders of this run are {names}")
+        names = [name for name in names if name in only]
     envs = (("default", ""), ("ynn off", BEST_FLAGS))
     runs: dict = {}
     for r in range(repeats):  # interleaved, so a noisy spell of the machine hits every contender
@@ -255,12 +261,14 @@ def main() -> None:
     parser.add_argument("--variant", default="sparse")
     parser.add_argument("--baseline", default="", help="a checkout of another dlkit commit to time as dlkit-base")
     parser.add_argument("--auc-overhead", action="store_true", help="time dlkit with and without metrics=['AUC']")
+    parser.add_argument("--only", default="", help="comma-separated contenders to keep, e.g. dlkit,dlkit-base")
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.epochs, args.tiny, args.seed, args.variant)
     compare(os.path.abspath(__file__), "tiny MLP" if args.tiny else "CNN", args.epochs, args.repeats,
             ["--tiny"] if args.tiny else [], args.baseline,
-            ("dlkit-onehot", "dlkit-auc") if args.auc_overhead else ())
+            ("dlkit-onehot", "dlkit-auc") if args.auc_overhead else (),
+            tuple(name for name in args.only.split(",") if name))
 
 
 if __name__ == "__main__":
