@@ -10,16 +10,18 @@ from dlkit import (
                    models,
                    optimizers,
                    regularizers,
+                   saving,
                    utils,
 )
 from dlkit.models import Input, Model, Sequential
 from dlkit.plotting import plot_history, plot_image_grid, plot_latent_space
+from dlkit.saving.loading import load_model
 from dlkit.training import Trainer, TrainState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Input", "Model", "Sequential", "TrainState", "Trainer", "activations", "callbacks", "datasets", "initializers",
-    "layers", "losses", "metrics", "models", "optimizers", "plot_history", "plot_image_grid", "plot_latent_space",
-    "regularizers", "utils",
+    "layers", "load_model", "losses", "metrics", "models", "optimizers", "plot_history", "plot_image_grid",
+    "plot_latent_space", "regularizers", "saving", "utils",
 ]

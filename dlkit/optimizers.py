@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from dlkit._registry import lookup
+from dlkit.saving.recipes import recorded  # trainer.save records each constructor and its arguments
 
 
 def clip_by_norm(max_norm: float) -> optax.GradientTransformation:
@@ -154,6 +155,7 @@ def _wrap(inner, clipnorm: Optional[float] = None, clipvalue: Optional[float] = 
     return ema_weights(tx, ema_momentum, ema_overwrite_frequency) if use_ema else tx
 
 
+@recorded
 def SGD(learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False, **options):  # noqa: N802
     """Keras' ``SGD``: ``v = momentum * v + g; w -= lr * v`` (Nesterov: ``w -= lr * (g + momentum * v)``).
 
@@ -178,6 +180,7 @@ def SGD(learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False, **opt
                   learning_rate=learning_rate, momentum=momentum or None, nesterov=nesterov)
 
 
+@recorded
 def Adam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
          **options):
     """Keras' ``Adam`` (Kingma & Ba, 2015), as ``optax.adam``::
@@ -208,6 +211,7 @@ def Adam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilo
                   learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
 
 
+@recorded
 def AdamW(learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9, beta_2: float = 0.999,  # noqa: N802
           epsilon: float = 1e-7, **options):
     """Keras' ``AdamW``: Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``optax.adamw``:
@@ -235,6 +239,7 @@ def AdamW(learning_rate=0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
                   learning_rate=learning_rate, b1=beta_1, b2=beta_2, eps=epsilon, weight_decay=weight_decay)
 
 
+@recorded
 def RMSprop(learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,  # noqa: N802
             centered: bool = False, **options):
     """Keras' ``RMSprop`` (Tieleman & Hinton, 2012), as ``optax.rmsprop``::
@@ -264,6 +269,7 @@ def RMSprop(learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0, epsilo
                   learning_rate=learning_rate, decay=rho, eps=epsilon, momentum=momentum or None, centered=centered)
 
 
+@recorded
 def Adagrad(learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,  # noqa: N802
             **options):
     """Keras' ``Adagrad`` (Duchi et al., 2011), as ``optax.adagrad``:
@@ -287,6 +293,7 @@ def Adagrad(learning_rate=0.001, initial_accumulator_value: float = 0.1, epsilon
                   initial_accumulator_value=initial_accumulator_value, eps=epsilon)
 
 
+@recorded
 def Nadam(learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,  # noqa: N802
           **options):
     """Keras' ``Nadam``: Adam with Nesterov momentum (Dozat, 2016), as ``optax.nadam``.

@@ -1,5 +1,5 @@
-"""Pictures users look at: training curves (a learning rate too low or too high), grids of
-generated images, and a VAE's 2-D latent space."""
+"""Pictures users look at: training curves (a learning rate too low or too high), heatmaps over
+images (Grad-CAM, ``dlkit.inspection``), grids of generated images, and a VAE's 2-D latent space."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,44 +7,101 @@ from typing import Optional
 
 import numpy as np
 
+from dlkit.callbacks.monitor import auto_mode
 
-def plot_history(history, path: str, metrics: Optional[Sequence[str]] = None) -> str:
-    """Draw training vs validation curves of a ``History`` (or its ``.history`` dict) to a PNG.
 
-    One panel per quantity (``loss``, then each metric), the training curve solid
-    and ``val_<name>`` dashed, against the epoch number.
+def plot_history(history, path: Optional[str] = None, metrics: Optional[Sequence[str]] = None):
+    """Training and validation curves of a ``History`` (or its ``.history`` dict), the best epoch marked.
+
+    One axes per quantity (``loss``, then each metric): the training curve solid, ``val_<name>`` dashed on
+    the same axes, against the epoch number (1-based), then a star at the best epoch of the validation
+    curve (of the training curve without one). Best is the minimum for loss-like names and the maximum
+    for accuracy-like ones (``acc``, ``auc``, ``precision`` ...), as callbacks' ``mode="auto"`` decides
+    (``dlkit.callbacks.monitor.auto_mode``); the first of equal values wins, as ``EarlyStopping`` keeps it.
+    ``axes.lines`` of each axes are ``[training, validation (if any), best]``.
 
     Args:
         history: A ``History`` (what ``fit`` returns) or its ``.history`` dict.
-        path: The PNG file to write.
+        path: A PNG file to write too; ``None``: only return the figure.
         metrics: The quantities to plot; ``None``: every key without the ``val_`` prefix.
 
     Returns:
-        ``path``.
+        The matplotlib ``Figure`` (one axes per quantity, ``figure.axes``).
 
     Raises:
         ValueError: The history is empty, or lacks a requested quantity.
     """
-    plt = _pyplot()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     logs = getattr(history, "history", history)
     names = list(metrics) if metrics is not None else [k for k in logs if not k.startswith("val_")]
     if not names:
         raise ValueError("The history holds no values to plot; train with fit() first.")
-    figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
-    for axis, name in zip(axes[0], names):
+    for name in names:
         if name not in logs:
             raise ValueError(f"No {name!r} in the history; it has {', '.join(logs)}.")
-        epochs = range(1, len(logs[name]) + 1)
+    figure = Figure(figsize=(4.5 * len(names), 3.5))
+    for axis, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names):
+        epochs = np.arange(1, len(logs[name]) + 1)
         axis.plot(epochs, logs[name], label=f"training {name}")
-        if f"val_{name}" in logs:
-            axis.plot(epochs, logs[f"val_{name}"], "--", label=f"validation {name}")
+        watched = f"val_{name}" if f"val_{name}" in logs else name
+        if watched != name:
+            axis.plot(epochs, logs[watched], "--", label=f"validation {name}")
+        best = best_epoch(logs[watched], watched)
+        axis.plot([best + 1], [logs[watched][best]], "*", markersize=12, label=f"best: epoch {best + 1}")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(name)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    if path is not None:
+        figure.savefig(path, dpi=100)
+    return figure
+
+
+def best_epoch(values: Sequence[float], name: str) -> int:
+    """The 0-based index of the best value of a logged quantity: the lowest for a loss-like ``name``, the
+    highest for an accuracy-like one (``dlkit.callbacks.monitor.auto_mode``); NaNs are skipped and the
+    first of equal values wins.
+
+    Args:
+        values: The quantity per epoch.
+        name: Its logs key (``val_loss``, ``accuracy`` ...), which decides min or max.
+
+    Returns:
+        The index of the best epoch.
+    """
+    values = np.asarray(values, np.float64)
+    return int(np.nanargmax(values) if auto_mode(name) == "max" else np.nanargmin(values))
+
+
+def plot_heatmap(image, heatmap, ax=None, alpha: float = 0.5, cmap: str = "jet"):
+    """Overlay a heatmap (Grad-CAM, a class activation map, a saliency map) on its image.
+
+    Args:
+        image: ``(rows, cols)``, ``(rows, cols, 1)`` (drawn in gray) or ``(rows, cols, 3)`` array.
+        heatmap: ``(rows', cols')`` array; drawn stretched over the image, so a map at the feature map's
+            size lines up too.
+        ax: The matplotlib ``Axes`` to draw on; ``None``: a new figure's.
+        alpha: The heatmap's opacity.
+        cmap: The heatmap's colour map.
+
+    Returns:
+        The ``Axes``: ``ax.images`` holds the image then the heatmap.
+    """
+    image, heatmap = np.asarray(image), np.asarray(heatmap)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(3, 3)).subplots()
+    extent = (-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5)
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    ax.imshow(heatmap, cmap=cmap, alpha=alpha, extent=extent, interpolation="bilinear")
+    ax.axis("off")
+    return ax
 
 
 def _pyplot():

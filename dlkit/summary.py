@@ -52,8 +52,10 @@ def layer_outputs(model, variables: dict, sample_shape) -> dict:
     kwargs = {"training": False} if accepts_training(model) else {}
     types = {}
 
-    def direct_child(mdl, _method) -> bool:
-        if len(mdl.scope.path) != 1:
+    def direct_child(mdl, method) -> bool:
+        # Only a layer's call: Flax also runs this filter on helper methods, some called while the layer is
+        # still being made and has no scope yet (the ``Random*`` layers check their factors then).
+        if method != "__call__" or mdl.scope is None or len(mdl.scope.path) != 1:
             return False
         types[mdl.scope.path[0]] = type(mdl).__name__
         return True

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlkit import masking
 from dlkit.calling import accepts_training
 
 # The batch size of the dummy batch that shapes are worked out on (shown as None).
@@ -40,6 +41,10 @@ class SymbolicTensor:
       node: the layer call that produced it (``None`` for an ``Input``).
       index: its place among that call's flat outputs.
       name: an optional name (an ``Input``'s key in a functional model's dict inputs).
+
+    A tensor made by a layer may carry a mask (Keras' ``_keras_mask``, see ``dlkit.masking``):
+    ``mask_shape`` is its shape, batch axis ``None`` (``None``: no mask). The mask's values are
+    computed with the tensor's when the model runs.
     """
 
     def __init__(self, sample_shape: Sequence[int], dtype: Any = "float32", node: Optional[Node] = None,
@@ -49,6 +54,12 @@ class SymbolicTensor:
         self.node = node
         self.index = index
         self.name = name
+        self.mask_spec: Optional[jax.ShapeDtypeStruct] = None  # one sample's mask, set by ``call_layer``
+
+    @property
+    def mask_shape(self) -> Optional[tuple]:
+        """The shape of the mask this tensor carries, batch axis ``None``; ``None`` if it carries none."""
+        return None if self.mask_spec is None else (None, *self.mask_spec.shape)
 
     @property
     def shape(self) -> tuple:
@@ -154,6 +165,20 @@ class Node:
         leaves = [values[id(leaf)] if isinstance(leaf, SymbolicTensor) else leaf for leaf in self.leaves]
         return jax.tree.unflatten(self.treedef, leaves)
 
+    def argument_masks(self, masks: dict) -> tuple:
+        """The masks of the call's arguments, laid out as ``masking.argument_masks`` does.
+
+        Args:
+          masks: ``{id(tensor): mask or None}`` for the symbolic tensors of the call (missing: unmasked).
+
+        Returns:
+          ``(positional, keyword)`` mask structures, ``masking.NOT_TENSOR`` for arguments without tensors.
+        """
+        leaf_masks = [masks.get(id(leaf)) if isinstance(leaf, SymbolicTensor) else masking.NOT_TENSOR
+                      for leaf in self.leaves]
+        positional, keyword = masking.argument_masks(self.treedef, leaf_masks)
+        return positional, keyword
+
 
 def is_symbolic(value) -> bool:
     """Whether a layer's input is symbolic: a ``SymbolicTensor``, or a tuple/list/dict holding one.
@@ -215,26 +240,34 @@ def call_layer(layer, inputs, *args, **kwargs):
     dummies = [leaf.dummy() if isinstance(leaf, SymbolicTensor) else leaf for leaf in leaves]
     tensor_at = [i for i, leaf in enumerate(leaves) if isinstance(leaf, SymbolicTensor)]
 
-    def run(tensors):
+    mask_dummies = [None if leaves[i].mask_spec is None else
+                    jax.ShapeDtypeStruct((_DUMMY_BATCH, *leaves[i].mask_spec.shape), leaves[i].mask_spec.dtype)
+                    for i in tensor_at]
+
+    def run(tensors, masks):
         filled = list(dummies)
-        for i, t in zip(tensor_at, tensors):
-            filled[i] = t
+        leaf_masks = [masking.NOT_TENSOR] * len(leaves)
+        for i, t, m in zip(tensor_at, tensors, masks):
+            filled[i], leaf_masks[i] = t, m
         (call_args, call_kwargs) = jax.tree.unflatten(treedef, filled)
         call_kwargs = dict(call_kwargs)
         if "training" not in call_kwargs and accepts_training(layer):
             call_kwargs["training"] = False
+        call_kwargs, previous = masking.fill(layer, call_kwargs, *masking.argument_masks(treedef, leaf_masks))
         rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
         out, variables = layer.init_with_output(rngs, *call_args, **call_kwargs)
-        return out, {k: v for k, v in variables.items() if k not in ("losses", "intermediates", "diagnostics")}
+        out_masks = masking.output_masks(layer, call_args[0], previous, out)  # warns here, once per graph call
+        return out, {k: v for k, v in variables.items() if k not in ("losses", "intermediates", "diagnostics")}, \
+            out_masks
 
     try:
-        out = jax.eval_shape(run, [dummies[i] for i in tensor_at])
+        out = jax.eval_shape(run, [dummies[i] for i in tensor_at], mask_dummies)
     except (ValueError, TypeError, IndexError) as error:
         name = getattr(layer, "name", None)
         name = f"'{name}' ({type(layer).__name__})" if name else type(layer).__name__
         raise ValueError(f"Layer {name} cannot be called on inputs of shape "
                          f"{_describe(inputs)}: {error}") from error
-    out, variables = out
+    out, variables, out_masks = out
     # A layer called again (shared weights) must fit the weights its first call made.
     shapes = jax.tree.map(lambda v: v.shape, variables)
     first = getattr(layer, "_symbolic_weight_shapes", None)
@@ -252,7 +285,11 @@ def call_layer(layer, inputs, *args, **kwargs):
             raise ValueError(f"Layer '{type(layer).__name__}' returned an output of shape {leaf.shape} on a batch "
                              f"of {_DUMMY_BATCH} samples: in a functional graph every output must keep the "
                              f"batch axis first.")
-        node.outputs.append(SymbolicTensor(leaf.shape[1:], leaf.dtype, node, index))
+        tensor = SymbolicTensor(leaf.shape[1:], leaf.dtype, node, index)
+        mask = out_masks[index]
+        if mask is not None and mask.ndim and mask.shape[0] == _DUMMY_BATCH:
+            tensor.mask_spec = jax.ShapeDtypeStruct(mask.shape[1:], mask.dtype)
+        node.outputs.append(tensor)
     return jax.tree.unflatten(out_tree, node.outputs)
 
 

@@ -1,7 +1,11 @@
 """Utilities under Keras' names."""
 from __future__ import annotations
 
+import random
+
 import numpy as np
+
+from dlkit.training import validation
 
 
 def to_categorical(y, num_classes=None, dtype="float32") -> np.ndarray:
@@ -28,6 +32,89 @@ def to_categorical(y, num_classes=None, dtype="float32") -> np.ndarray:
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"Labels must lie in [0, {num_classes}); got values from {y.min()} to {y.max()}.")
     return np.eye(num_classes, dtype=dtype)[y]
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0) -> np.ndarray:
+    """Keras' ``pad_sequences``: a list of sequences of different lengths as one ``(n, maxlen)`` array.
+
+    Sequences longer than ``maxlen`` lose their first (``truncating="pre"``) or last (``"post"``)
+    entries; shorter ones are filled with ``value`` before (``padding="pre"``) or after
+    (``"post"``) them. Entries may be arrays themselves (all of one shape), giving
+    ``(n, maxlen, *entry_shape)``. As Keras, each sequence is cast to ``dtype``; strings need
+    ``dtype=object`` (or a string dtype).
+
+    Args:
+        sequences: A list (or other sized iterable) of sequences, e.g. lists of token ids.
+        maxlen: The length of every row; ``None``: the longest sequence's.
+        dtype: The output dtype.
+        padding: ``"pre"`` or ``"post"``: where the filling goes.
+        truncating: ``"pre"`` or ``"post"``: which end of a long sequence is cut.
+        value: The filling.
+
+    Returns:
+        A numpy array ``(len(sequences), maxlen, *entry_shape)``.
+
+    Raises:
+        ValueError: ``sequences`` is not a list of sequences, ``padding``/``truncating`` are not
+            ``"pre"``/``"post"``, a negative ``maxlen``, no sequences without ``maxlen``, a string
+            ``value`` with a numeric ``dtype``, or entries of different shapes.
+    """
+    if not hasattr(sequences, "__len__"):
+        raise ValueError(f"sequences must be a list of sequences, got {type(sequences).__name__}.")
+    for name, where in (("padding", padding), ("truncating", truncating)):
+        if where not in ("pre", "post"):
+            raise ValueError(f'{name} must be "pre" or "post", got {where!r}.')
+    lengths, entry_shape = [], None
+    for i, sequence in enumerate(sequences):
+        if not hasattr(sequence, "__len__"):
+            raise ValueError(f"sequences must be a list of sequences; entry {i} is {sequence!r}.")
+        lengths.append(len(sequence))
+        if entry_shape is None and len(sequence):
+            entry_shape = np.asarray(sequence).shape[1:]  # the first non-empty sequence's, as Keras
+    entry_shape = entry_shape or ()
+    if maxlen is None:
+        if not lengths:
+            raise ValueError("pad_sequences got no sequences: pass maxlen= to make an empty (0, maxlen) array.")
+        maxlen = max(lengths)
+    if maxlen < 0:
+        raise ValueError(f"maxlen must be None or >= 0, got {maxlen}.")
+    is_text = np.issubdtype(dtype, np.str_) or np.issubdtype(dtype, np.bytes_)
+    if isinstance(value, str) and dtype is not object and not is_text:
+        raise ValueError(f"dtype {dtype} cannot hold the string value {value!r}: use dtype=object for strings.")
+    out = np.full((len(lengths), int(maxlen), *entry_shape), value, dtype=dtype)
+    for i, sequence in enumerate(sequences):
+        if not len(sequence) or not maxlen:
+            continue
+        kept = np.asarray(sequence[-maxlen:] if truncating == "pre" else sequence[:maxlen], dtype=dtype)
+        if kept.shape[1:] != entry_shape:
+            raise ValueError(f"Entries of sequence {i} have shape {kept.shape[1:]}, unlike the first sequence's "
+                             f"{entry_shape}; give every entry one shape.")
+        if padding == "post":
+            out[i, :len(kept)] = kept
+        else:
+            out[i, maxlen - len(kept):] = kept
+    return out
+
+
+def set_random_seed(seed: int) -> None:
+    """Keras' ``set_random_seed``: seed Python's ``random``, numpy's global generator and dlkit's default seed.
+
+    A ``Trainer`` built afterwards with no ``seed=`` (its default) starts from ``seed``, so the
+    same script gives the same weights, dropout and shuffling on every run; ``Trainer(seed=None)``
+    draws its seed from a generator ``seed`` seeds. An explicit int ``seed=`` is kept.
+
+    Args:
+        seed: An int in ``[0, 2**32)``.
+
+    Raises:
+        TypeError: ``seed`` is not an int.
+        ValueError: ``seed`` is negative or ``2**32`` or more.
+    """
+    if seed is None:
+        raise TypeError("set_random_seed takes an int seed, got None.")
+    seed = validation.set_default_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def timeseries_dataset_from_array(data, targets, sequence_length, sequence_stride=1, sampling_rate=1,

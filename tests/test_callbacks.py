@@ -369,8 +369,8 @@ def test_tensorboard_event_files_hold_each_epoch(logged_fit):
 
 
 def test_tensorboard_warns_on_unsupported_keras_options(tmp_path):
-    with pytest.warns(UserWarning, match="ignoring histogram_freq, update_freq"):
-        TensorBoard(tmp_path, histogram_freq=1, update_freq="batch")
+    with pytest.warns(UserWarning, match="ignoring write_images, update_freq"):
+        TensorBoard(tmp_path, histogram_freq=1, write_images=True, update_freq="batch")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TensorBoard(tmp_path, write_graph=True)

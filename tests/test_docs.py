@@ -12,7 +12,8 @@ SNIPPET = re.compile(r"^```python\n(.*?)^```", flags=re.S | re.M)
 
 # The pages whose snippets run, slowest first (so that two workers finish together), and the
 # pages of prose and tables only: the Keras-word index, the design notes, the measurements.
-TOPIC_PAGES = ["training.md", "sequences.md", "generative.md", "callbacks.md", "layers.md"]
+TOPIC_PAGES = ["training.md", "sequences.md", "generative.md", "callbacks.md", "evaluation.md", "inspection.md",
+               "tuning.md", "saving.md", "layers.md", "text.md"]
 PROSE_PAGES = {"keras_words.md", "design.md", "benchmarks.md"}
 
 # What a page that trains must have learned, evaluated in its namespace after its last snippet
@@ -20,8 +21,10 @@ PROSE_PAGES = {"keras_words.md", "design.md", "benchmarks.md"}
 OUTCOMES = {
     "training.md": ["accuracy > 0.7", "history.history['digit_accuracy'][0] > 0.5"],
     "callbacks.md": ["resumed_accuracy > 0.7", "history.history['val_accuracy'][-1] > 0.7"],
+    "inspection.md": ["hits > 0.8"],
     "sequences.md": ["forecast_history.history['loss'][-1] < forecast_history.history['loss'][0]"],
     "generative.md": ["ae_losses[-1] < ae_losses[0]", "new_digits.shape == (16, 28, 28, 1)"],
+    "text.md": ["text_accuracy > 0.9", "new_scores[0, 0] > 0.5 > new_scores[1, 0]"],
 }
 
 

@@ -28,6 +28,11 @@ def infer(layer, x):
     return np.asarray(layer.apply({}, x, training=False))
 
 
+def normalize(layer, x):
+    """An adapted Normalization holds its statistics as variables: build them, then apply."""
+    return np.asarray(layer.apply(layer.init(KEY, x), x))
+
+
 # ----------------------------------------------------------------------------------------------
 # Rescaling and Normalization
 # ----------------------------------------------------------------------------------------------
@@ -44,17 +49,18 @@ def test_normalization_adapt_standardises_with_training_statistics_only():
     x_train = (RNG.standard_normal((500, 4)) * [1.0, 3.0, 0.5, 10.0] + [5.0, -2.0, 0.0, 100.0]).astype(np.float32)
     blank = layers.Normalization()
     norm = blank.adapt(x_train)
-    assert blank.mean is None and norm is not blank  # adapt returns a new, configured layer
-    assert norm.init(KEY, x_train) == {}  # mean and variance are constants, not params or state
-    y = infer(norm, x_train)
+    assert norm is blank and np.shape(norm.mean) == (4,)  # adapt updates the layer in place
+    variables = norm.init(KEY, x_train)  # Keras' non-trainable weights, no params
+    assert set(variables) == {"batch_stats"} and list(variables["batch_stats"]) == ["mean", "variance", "count"]
+    y = normalize(norm, x_train)
     chex.assert_trees_all_close(y.mean(0), np.zeros(4), atol=1e-4)
     chex.assert_trees_all_close(y.std(0), np.ones(4), atol=1e-4)
     # a test set with another mean is NOT centred: it is shifted by the training statistics
     x_test = x_train + np.float32(7.0)
-    y_test = infer(norm, x_test)
+    y_test = normalize(norm, x_test)
     chex.assert_trees_all_close(y_test.mean(0), 7.0 / x_train.std(0), rtol=1e-3)
     assert np.all(np.abs(y_test.mean(0)) > 0.5)
-    chex.assert_trees_all_close(infer(norm, x_train[:5]), (x_train[:5] - x_train.mean(0)) / x_train.std(0),
+    chex.assert_trees_all_close(normalize(norm, x_train[:5]), (x_train[:5] - x_train.mean(0)) / x_train.std(0),
                                 atol=1e-4)
 
 
@@ -62,11 +68,11 @@ def test_normalization_images_per_channel_and_scalar():
     x = (RNG.standard_normal((64, 5, 5, 3)) * [1.0, 2.0, 4.0] + [0.0, 1.0, -3.0]).astype(np.float32)
     norm = layers.Normalization(axis=-1).adapt(x)
     assert np.shape(norm.mean) == (3,)
-    y = infer(norm, x)
+    y = normalize(norm, x)
     chex.assert_trees_all_close(y.mean((0, 1, 2)), np.zeros(3), atol=1e-4)
     chex.assert_trees_all_close(y.std((0, 1, 2)), np.ones(3), atol=1e-4)
     whole = layers.Normalization(axis=None).adapt(x)
-    chex.assert_trees_all_close(infer(whole, x), (x - x.mean()) / x.std(), atol=1e-4)
+    chex.assert_trees_all_close(normalize(whole, x), (x - x.mean()) / x.std(), atol=1e-4)
 
 
 def test_normalization_given_statistics_and_invert():
@@ -79,14 +85,13 @@ def test_normalization_given_statistics_and_invert():
     assert np.all(np.isfinite(infer(layers.Normalization(mean=0.0, variance=0.0), x)))
 
 
-def test_normalization_before_adapt_raises():
-    with pytest.raises(ValueError, match=r"adapt\(x_train\)"):
-        layers.Normalization().init(KEY, np.zeros((2, 3), np.float32))
+def test_normalization_before_adapt_warns_and_starts_as_keras():
+    with pytest.warns(UserWarning, match=r"adapt\(x_train\)"):  # Keras' initial values, not silently
+        variables = layers.Normalization().init(KEY, np.zeros((2, 3), np.float32))
+    np.testing.assert_array_equal(variables["batch_stats"]["mean"], np.zeros(3))
+    np.testing.assert_array_equal(variables["batch_stats"]["variance"], np.ones(3))
     with pytest.raises(ValueError, match="both mean and variance"):
         layers.Normalization(mean=0.0)
-    model = dlkit.Sequential([layers.Normalization(), layers.Dense(2)])
-    with pytest.raises(ValueError, match="adapt"):
-        model.init(KEY, np.zeros((2, 3), np.float32))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,9 +242,10 @@ def test_augmented_model_trains_and_predicts_deterministically(digits8x8):
     assert np.mean(np.argmax(first, -1) == y[1500:]) > 0.6
 
 
-def test_adapted_normalization_in_a_model_has_no_params():
+def test_adapted_normalization_in_a_model_has_no_trainable_params():
     x = RNG.standard_normal((50, 3)).astype(np.float32) * 4 + 2
     model = dlkit.Sequential([layers.Normalization().adapt(x), layers.Dense(2)])
     variables = model.init(KEY, x)
-    assert set(variables["params"]) == {"dense"}
-    chex.assert_trees_all_close(model.layers[0].apply({}, x).mean(0), np.zeros(3), atol=1e-4)
+    assert set(variables["params"]) == {"dense"} and set(variables["batch_stats"]) == {"normalization"}
+    stats = {"batch_stats": variables["batch_stats"]["normalization"]}
+    chex.assert_trees_all_close(model.layers[0].apply(stats, x).mean(0), np.zeros(3), atol=1e-4)

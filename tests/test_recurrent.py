@@ -13,6 +13,7 @@ import pytest
 
 import dlkit
 from dlkit import layers
+from dlkit.testing import assert_gradients_match_finite_differences
 
 RNG = np.random.default_rng(7)
 B, T, D, U = 3, 5, 4, 6
@@ -128,7 +129,6 @@ GRAD_CASES = {  # layer arguments, call arguments
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradients_match_finite_differences(kind, case):
     """The loop's hand-written backward pass, for weights, inputs and initial states (float64)."""
-    from jax.test_util import check_grads
     layer_kwargs, call_kwargs = GRAD_CASES[case]
     layer = make_layer(kind, **layer_kwargs)
     with jax.enable_x64(True):
@@ -137,11 +137,10 @@ def test_gradients_match_finite_differences(kind, case):
         x = jnp.asarray(randn(B, T, D), jnp.float64)
         initial = [jnp.asarray(randn(B, U, scale=0.5), jnp.float64) for _ in range(2 if kind == "lstm" else 1)]
 
-        @jax.jit  # one program per case (eagerly, each op and each scan compiles on its own)
-        def f(params, x, initial):
+        def f(params, x, initial):  # jitted by the check: one program per case
             return layer.apply({"params": params}, x, initial_state=initial, **call_kwargs)
 
-        check_grads(f, (params, x, initial), order=1, modes=["rev"], atol=1e-7, rtol=1e-7, eps=1e-6)
+        assert_gradients_match_finite_differences(f, params, x, initial, atol=1e-7, rtol=1e-7, eps=1e-6)
 
 
 def jnp_step(kind, x, states, kernel, rec, bias):

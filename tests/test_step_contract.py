@@ -74,9 +74,11 @@ def test_hand_written_mse_step_equals_the_built_in_supervised_step():
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         return state.apply_gradients(grads), {"loss": loss}
 
-    model = dlkit.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)])
-    built_in = dlkit.Trainer(model, optimizer="sgd", loss="mse", seed=3)
-    custom = dlkit.Trainer(model, optimizer="sgd", train_step=mse_step, seed=3)
+    def model():  # a new model object each: a trained layer object would carry its weights into the next
+        return dlkit.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)])
+
+    built_in = dlkit.Trainer(model(), optimizer="sgd", loss="mse", seed=3)
+    custom = dlkit.Trainer(model(), optimizer="sgd", train_step=mse_step, seed=3)
     a = built_in.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False).history["loss"]
     b = custom.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False).history["loss"]
     np.testing.assert_allclose(a, b, rtol=1e-5)

@@ -60,6 +60,7 @@ def test_freezing_an_unknown_part_lists_the_known_ones():
 
 def test_transfer_beats_training_from_scratch_on_20_labels(load_example):
     example = load_example("fine_tuning")
-    results = example.main(verbose=0)  # (transferred, from scratch) test accuracy, 3 draws of 20 labels
-    assert all(transferred > scratch for transferred, scratch in results), results
-    assert np.mean([t - s for t, s in results]) > 0.03, results
+    results = example.main(verbose=0)  # (frozen base, fine-tuned, from scratch) test accuracy, 3 draws of 20 labels
+    assert all(frozen > scratch and fine_tuned > scratch for frozen, fine_tuned, scratch in results), results
+    assert np.mean([f - s for _, f, s in results]) > 0.05, results  # measured: 0.12 - 0.32
+    assert np.mean([f - frozen for frozen, f, _ in results]) >= 0, results  # unfreezing the top block helps

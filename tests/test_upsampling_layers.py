@@ -29,7 +29,7 @@ def test_conv2d_transpose_equals_keras(kernel, strides, padding):
                                                     (3, 1, "same")])
 def test_conv2d_transpose_gradients_equal_autodiff_of_the_dilated_convolution(kernel, strides, padding):
     """The hand-written kernel gradient (through the adjoint convolution) against JAX's own."""
-    from dlkit.layers.convolutional import _dilated_conv, transpose_padding, transposed_conv
+    from dlkit.layers.transposed import _dilated_conv, transpose_padding, transposed_conv
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 5, 6, 3))
     k = rng.normal(size=(kernel, kernel, 3, 4))

@@ -9,6 +9,7 @@ import time
 import warnings
 from typing import Optional
 
+import jax
 import numpy as np
 
 from dlkit.callbacks.base import Callback
@@ -88,27 +89,33 @@ def _csv_value(value):
 
 
 # Keras' TensorBoard options this version does not implement, with their defaults.
-_TENSORBOARD_UNSUPPORTED = {"histogram_freq": 0, "write_images": False, "profile_batch": 0, "embeddings_freq": 0,
+_TENSORBOARD_UNSUPPORTED = {"write_images": False, "profile_batch": 0, "embeddings_freq": 0,
                             "embeddings_metadata": None}
 
 
 class TensorBoard(Callback):
     """Keras' ``TensorBoard``: write each epoch's logs as TensorBoard scalars (with tensorboardX), laid
-    out as Keras does.
+    out as Keras does, and, every ``histogram_freq`` epochs, histograms of the weights.
 
     Training values go to ``log_dir/train``, validation values to
     ``log_dir/validation`` without their ``val_`` prefix; the tags are
     ``epoch_<name>`` (``epoch_loss``, ``epoch_accuracy`` ...) and the step is the
     0-based epoch. The optimizer's learning rate is written as
     ``epoch_learning_rate`` when the model has one; with
-    ``write_steps_per_second=True``, ``epoch_steps_per_second`` too. Only
-    ``update_freq='epoch'`` is supported (batch values would cost a device sync per
-    step); Keras' histogram, image, profiling and embedding options are not
-    implemented and warn if set; ``write_graph`` is accepted and ignored.
+    ``write_steps_per_second=True``, ``epoch_steps_per_second`` too. With
+    ``histogram_freq=k``, at the end of epochs 0, k, 2k ... (as Keras) every
+    weight is written to ``train/`` as a histogram tagged
+    ``<layer>/<weight>/histogram`` (``dense/kernel/histogram``; moving
+    statistics too), and, given ``activation_data``, each layer's outputs on
+    that batch as ``<layer>/activations/histogram`` (one forward pass, compiled
+    at each such epoch). Only ``update_freq='epoch'`` is supported (batch values
+    would cost a device sync per step); Keras' image, profiling and embedding
+    options are not implemented and warn if set; ``write_graph`` is accepted and
+    ignored.
 
     Args:
         log_dir: The directory of the event files (``train/`` and ``validation/`` under it).
-        histogram_freq: Not implemented; must stay 0 (else a warning).
+        histogram_freq: Write weight (and activation) histograms every this many epochs; 0: never.
         write_graph: Accepted and ignored.
         write_images: Not implemented; must stay False (else a warning).
         write_steps_per_second: Also write ``epoch_steps_per_second``.
@@ -116,23 +123,34 @@ class TensorBoard(Callback):
         profile_batch: Not implemented; must stay 0 (else a warning).
         embeddings_freq: Not implemented; must stay 0 (else a warning).
         embeddings_metadata: Not implemented; must stay ``None`` (else a warning).
+        activation_data: A batch of inputs whose layer outputs are written with the weight histograms
+            (dlkit's addition; Keras 3 writes weights only); ``None``: weights only.
+
+    Raises:
+        ValueError: ``histogram_freq`` is negative or not a whole number.
     """
 
     def __init__(self, log_dir="logs", histogram_freq: int = 0, write_graph: bool = True,
                  write_images: bool = False, write_steps_per_second: bool = False, update_freq="epoch",
-                 profile_batch=0, embeddings_freq: int = 0, embeddings_metadata=None):
+                 profile_batch=0, embeddings_freq: int = 0, embeddings_metadata=None, activation_data=None):
         super().__init__()
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, (int, np.integer)) \
+                or histogram_freq < 0:
+            raise ValueError(f"histogram_freq must be a whole number >= 0 (epochs between histograms), got "
+                             f"{histogram_freq!r}.")
         self.log_dir = os.fspath(log_dir)
+        self.histogram_freq = int(histogram_freq)
+        self.activation_data = activation_data
         self.write_graph = write_graph
         self.write_steps_per_second = write_steps_per_second
-        given = {"histogram_freq": histogram_freq, "write_images": write_images, "profile_batch": profile_batch,
+        given = {"write_images": write_images, "profile_batch": profile_batch,
                  "embeddings_freq": embeddings_freq, "embeddings_metadata": embeddings_metadata}
         ignored = [name for name, value in given.items() if value != _TENSORBOARD_UNSUPPORTED[name]]
         if update_freq != "epoch":
             ignored.append("update_freq")
         if ignored:
-            warnings.warn(f"dlkit's TensorBoard writes epoch scalars only; ignoring {', '.join(ignored)}.",
-                          stacklevel=2)
+            warnings.warn(f"dlkit's TensorBoard writes epoch scalars and histograms only; ignoring "
+                          f"{', '.join(ignored)}.", stacklevel=2)
         self._train_writer = self._val_writer = None
         self._epoch_began = None
 
@@ -167,6 +185,8 @@ class TensorBoard(Callback):
             train["steps_per_second"] = self.params["steps"] / max(time.perf_counter() - self._epoch_began, 1e-9)
         for name, value in train.items():
             self._train_writer.add_scalar(f"epoch_{name}", float(value), global_step=epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            self._write_histograms(epoch)
         self._train_writer.flush()
         if val:
             if self._val_writer is None:
@@ -174,6 +194,22 @@ class TensorBoard(Callback):
             for name, value in val.items():
                 self._val_writer.add_scalar(f"epoch_{name}", float(value), global_step=epoch)
             self._val_writer.flush()
+
+    def _write_histograms(self, epoch: int) -> None:
+        """Every floating variable (its collection left out of the tag), then the layers' outputs on
+        ``activation_data``, as histograms in ``train/`` at step ``epoch``."""
+        from dlkit import inspection  # imported when used: it loads the layers
+
+        variables = jax.device_get(self.model.state.variables)
+        for path, value in jax.tree_util.tree_leaves_with_path(variables):
+            value = np.asarray(value)
+            if value.size and np.issubdtype(value.dtype, np.floating):
+                tag = "/".join(str(getattr(key, "key", key)) for key in path[1:])
+                self._train_writer.add_histogram(f"{tag}/histogram", value, global_step=epoch)
+        if self.activation_data is not None:
+            for name, value in inspection.activations(self.model, self.activation_data).items():
+                self._train_writer.add_histogram(f"{name}/activations/histogram", np.asarray(value, np.float32),
+                                                 global_step=epoch)
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
         self._close()

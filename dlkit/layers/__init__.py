@@ -8,9 +8,10 @@ from dlkit.layers.attention import (
 )
 from dlkit.layers.base import Layer, add_loss
 from dlkit.layers.bidirectional import Bidirectional
-from dlkit.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose, Conv3D
-from dlkit.layers.core import Activation, Dense, Dropout, Flatten, GaussianNoise, LeakyReLU, Reshape, UpSampling2D
+from dlkit.layers.convolutional import Conv1D, Conv2D, Conv3D
+from dlkit.layers.core import Activation, Dense, Dropout, Flatten, GaussianNoise, LeakyReLU, Reshape
 from dlkit.layers.embedding import Embedding
+from dlkit.layers.lambda_layer import Lambda
 from dlkit.layers.merging import (
                                Add,
                                Average,
@@ -52,6 +53,24 @@ from dlkit.layers.preprocessing import (
                                Rescaling,
 )
 from dlkit.layers.recurrent import GRU, LSTM, SimpleRNN
+from dlkit.layers.regularization import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
+from dlkit.layers.reshaping import (
+                               Cropping1D,
+                               Cropping2D,
+                               Cropping3D,
+                               Permute,
+                               RepeatVector,
+                               UpSampling1D,
+                               UpSampling2D,
+                               UpSampling3D,
+                               ZeroPadding1D,
+                               ZeroPadding2D,
+                               ZeroPadding3D,
+)
+from dlkit.layers.separable import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
+from dlkit.layers.text_vectorization import TextVectorization
+from dlkit.layers.transposed import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
+from dlkit.layers.wrappers import TimeDistributed
 from dlkit.symbolic import Input
 
 Convolution2D = Conv2D
@@ -72,3 +91,8 @@ __all__ += ["LayerNormalization", "MultiHeadAttention", "PositionalEmbedding", "
             "TransformerEncoder"]
 __all__ += ["Bidirectional", "Embedding", "GRU", "LSTM", "SimpleRNN"]
 __all__ += ["Conv2DTranspose", "GaussianNoise", "LeakyReLU", "UpSampling2D"]
+__all__ += ["Conv1DTranspose", "Conv3DTranspose", "Cropping1D", "Cropping2D", "Cropping3D", "DepthwiseConv1D",
+            "DepthwiseConv2D", "Permute", "RepeatVector", "SeparableConv1D", "SeparableConv2D", "SpatialDropout1D",
+            "SpatialDropout2D", "SpatialDropout3D", "TimeDistributed", "UpSampling1D", "UpSampling3D",
+            "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"]
+__all__ += ["Lambda", "TextVectorization"]

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from dlkit import activations, initializers, regularizers, symbolic
 from dlkit.calling import accepts_training, call_with_training  # noqa: F401  (the layers' calling convention)
+from dlkit.layer_objects import LayerObject
 
 LOSSES = "losses"
 DIAGNOSTICS = "diagnostics"  # problems layers find in their inputs, read by the loop at its epoch sync
@@ -93,7 +94,7 @@ def as_float(inputs):
     return inputs if jnp.issubdtype(inputs.dtype, jnp.floating) else inputs.astype(jnp.float32)
 
 
-class Layer(nn.Module):
+class Layer(LayerObject, nn.Module):
     """Keras' ``Layer``: the base class of dlkit layers, a Linen module with a Keras name.
 
     Subclasses implement ``call(self, inputs, training=False)`` as in Keras

@@ -1,4 +1,5 @@
-"""Convolutions over 1, 2 or 3 spatial axes, channels last (Keras ``Conv1D/2D/3D``, ``Conv2DTranspose``).
+"""Convolutions over 1, 2 or 3 spatial axes, channels last (Keras ``Conv1D/2D/3D``; the transposed
+ones are in ``dlkit.layers.transposed``, the depthwise and separable ones in ``dlkit.layers.separable``).
 
 ``y[n, p, o] = activation(sum_{k, i} x[n, p * s + k * d, i] * kernel[k, i, o] + bias[o])``
 with stride ``s`` and dilation ``d``; ``padding='same'`` pads as TensorFlow does
@@ -7,11 +8,9 @@ The kernel has Keras' layout ``(*kernel_size, in_channels // groups, filters)``.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
-import jax
 from jax import lax
 
 from dlkit.layers.base import WeightedLayer, as_float, as_tuple
@@ -57,6 +56,41 @@ def check_window(layer: str, spatial: tuple, window: tuple, dilation: tuple, pad
                          f"padding='same', or larger inputs.")
 
 
+def check_inputs(layer: str, rank: int, data_format, inputs) -> None:
+    """A convolution's inputs must be channels last with ``rank`` spatial axes.
+
+    Args:
+      layer: the layer's name, for the message.
+      rank: the number of spatial axes.
+      data_format: the layer's ``data_format`` (``None`` or ``'channels_last'``).
+      inputs: the batch.
+
+    Raises:
+      ValueError: another ``data_format``, or inputs not of rank ``rank + 2``.
+    """
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{layer} supports data_format='channels_last' only; transpose inputs to channels last.")
+    if inputs.ndim != rank + 2:
+        raise ValueError(
+            f"{layer} expects inputs of rank {rank + 2} (batch, {rank} spatial axes, channels), "
+            f"got shape {inputs.shape}. Add a channel axis, e.g. x[..., None]."
+        )
+
+
+def check_sizes(layer, names: tuple = ("kernel_size", "strides", "dilation_rate")) -> None:
+    """When a layer is made: each named argument is an int or a tuple of one int per spatial axis.
+
+    Args:
+      layer: the layer (with ``rank`` spatial axes) whose arguments to check.
+      names: the arguments' names.
+
+    Raises:
+      ValueError: a tuple of another length, or of non-ints, naming the argument.
+    """
+    for name in names:
+        as_tuple(getattr(layer, name), layer.rank, f"{type(layer).__name__}({name}=...)")
+
+
 class _Conv(WeightedLayer):
     filters: int
     kernel_size: Any
@@ -78,13 +112,7 @@ class _Conv(WeightedLayer):
     @nn.compact
     def call(self, inputs, training: bool = False):
         name = type(self).__name__
-        if self.data_format not in (None, "channels_last"):
-            raise ValueError(f"{name} supports data_format='channels_last' only; transpose inputs to channels last.")
-        if inputs.ndim != self.rank + 2:
-            raise ValueError(
-                f"{name} expects inputs of rank {self.rank + 2} (batch, {self.rank} spatial axes, channels), "
-                f"got shape {inputs.shape}. Add a channel axis, e.g. x[..., None]."
-            )
+        check_inputs(name, self.rank, self.data_format, inputs)
         kernel_size = as_tuple(self.kernel_size, self.rank, "kernel_size")
         dilation = as_tuple(self.dilation_rate, self.rank, "dilation_rate")
         check_window(name, inputs.shape[1:-1], kernel_size, dilation, padding_mode(self.padding))
@@ -212,126 +240,3 @@ class Conv3D(_Conv):
 
     rank: ClassVar[int] = 3
     keras_name: ClassVar[str] = "conv3d"
-
-
-def transpose_padding(kernel: int, stride: int, padding: str) -> tuple:
-    """Pads ``(before, after)`` of the stride-dilated input for a transposed convolution, chosen
-    so that the output has Keras' length: ``in * stride`` for ``'same'``,
-    ``(in - 1) * stride + max(kernel, stride)`` for ``'valid'``.
-
-    Args:
-        kernel: Kernel size along the axis.
-        stride: Stride along the axis.
-        padding: ``'valid'`` or ``'same'``.
-
-    Returns:
-        The pair ``(before, after)`` of pad sizes.
-
-    Raises:
-        ValueError: ``padding`` is not ``'valid'`` or ``'same'``.
-    """
-    if padding_mode(padding) == "VALID":
-        return kernel - 1, kernel - 1 + max(kernel, stride) - kernel
-    total = stride + kernel - 2
-    before = min(total // 2 + total % 2, kernel - 1)
-    return before, total - before
-
-
-def _dilated_conv(x, kernel, strides: tuple, padding: tuple):
-    return lax.conv_general_dilated(x, kernel, (1, 1), padding, lhs_dilation=strides,
-                                    dimension_numbers=_DIMENSIONS[2])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def transposed_conv(x, kernel, strides: tuple, padding: tuple):
-    """``x`` dilated by ``strides``, convolved with ``kernel`` (HWIO, flipped by the caller).
-
-    Its kernel gradient is taken through the adjoint ``dy -> dx``, a plain strided convolution:
-    ``<transposed_conv(x, k), dy> = <x, adjoint_k(dy)>``, so ``d/dk`` is the kernel gradient of
-    that convolution, which XLA's CPU backend runs 16x faster than the dilated form's.
-
-    Args:
-        x: Input ``(batch, rows, cols, in_channels)``.
-        kernel: HWIO kernel ``(k_rows, k_cols, in_channels, filters)``, already flipped.
-        strides: Input dilation ``(s_rows, s_cols)`` (static).
-        padding: ``((before, after), (before, after))`` pads of the dilated input (static).
-
-    Returns:
-        Array ``(batch, new_rows, new_cols, filters)``.
-    """
-    return _dilated_conv(x, kernel, strides, padding)
-
-
-def _transposed_conv_fwd(x, kernel, strides, padding):
-    return _dilated_conv(x, kernel, strides, padding), (x, kernel)
-
-
-def _transposed_conv_bwd(strides, padding, residuals, dy):
-    x, kernel = residuals
-    adjoint = lambda k: jax.linear_transpose(lambda v: _dilated_conv(v, k, strides, padding), x)(dy)[0]  # noqa: E731
-    dx, pull = jax.vjp(adjoint, kernel)
-    return dx, pull(x)[0]
-
-
-transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
-
-
-class Conv2DTranspose(WeightedLayer):
-    """Transposed 2D convolution (Keras ``Conv2DTranspose``), the gradient of ``Conv2D`` with
-    respect to its input: it upsamples ``(batch, rows, cols, channels)`` by ``strides``.
-
-    Computed as a convolution of the stride-dilated input with the spatially flipped kernel;
-    the kernel has Keras' layout ``(*kernel_size, filters, in_channels)``. Output size per
-    axis: ``in * stride`` (``'same'``) or ``(in - 1) * stride + max(kernel, stride)`` (``'valid'``).
-
-    Args:
-        filters: Number of output channels.
-        kernel_size: Window ``(rows, cols)``, or one int for both.
-        strides: Upsampling factor ``(rows, cols)``, or one int for both.
-        padding: ``'valid'`` or ``'same'``.
-        activation: Activation name or callable; ``None`` is linear.
-        use_bias: Whether to add ``bias`` ``(filters,)``.
-        kernel_initializer: Initializer of ``kernel`` (default Glorot uniform).
-        bias_initializer: Initializer of ``bias``.
-        kernel_regularizer: Penalty on ``kernel`` added to the loss, or ``None``.
-        bias_regularizer: Penalty on ``bias``, or ``None``.
-        activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
-        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
-
-    Call arguments:
-        inputs: Array ``(batch, rows, cols, channels)``.
-        training: Unused; Keras' flag.
-
-    Returns:
-        Array ``(batch, new_rows, new_cols, filters)``.
-
-    Raises:
-        ValueError: ``inputs`` is not rank 4, or a bad ``kernel_size``/``strides``/``padding``.
-    """
-
-    filters: int
-    kernel_size: Any
-    strides: Any = 1
-    padding: str = "valid"
-    activation: Any = None
-    use_bias: bool = True
-    kernel_initializer: Any = "glorot_uniform"
-    bias_initializer: Any = "zeros"
-    kernel_regularizer: Any = None
-    bias_regularizer: Any = None
-    activity_regularizer: Any = None
-    keras_name: ClassVar[str] = "conv2d_transpose"
-    positive_arguments: ClassVar[tuple] = ("filters", "kernel_size", "strides")
-
-    @nn.compact
-    def call(self, inputs, training: bool = False):
-        if inputs.ndim != 4:
-            raise ValueError(f"Conv2DTranspose expects inputs (batch, rows, cols, channels), got shape "
-                             f"{inputs.shape}. Add a channel axis, e.g. x[..., None].")
-        kernel_size = as_tuple(self.kernel_size, 2, "kernel_size")
-        strides = as_tuple(self.strides, 2, "strides")
-        inputs = as_float(inputs)
-        kernel, bias = self._weights((*kernel_size, self.filters, inputs.shape[-1]), self.filters)
-        padding = tuple(transpose_padding(k, s, self.padding) for k, s in zip(kernel_size, strides))
-        y = transposed_conv(inputs, kernel[::-1, ::-1].swapaxes(2, 3), strides, padding)
-        return self._output(y, bias)

@@ -1,4 +1,5 @@
-"""Core layers: Dense, Activation, LeakyReLU, Dropout, GaussianNoise, Flatten, Reshape, UpSampling2D."""
+"""Core layers: Dense, Activation, LeakyReLU, Dropout, GaussianNoise, Flatten, Reshape (``UpSampling2D`` is in
+``dlkit.layers.reshaping``, ``SpatialDropout*`` in ``dlkit.layers.regularization``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -128,19 +129,49 @@ class Dropout(Layer):
     keras_name: ClassVar[str] = "dropout"
 
     def __post_init__(self):
-        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
-            raise ValueError(f"Dropout(rate=...) must be a number in [0, 1), the fraction of units dropped; "
-                             f"got {self.rate!r}.")
+        check_rate(type(self).__name__, self.rate)
         super().__post_init__()
 
     def call(self, inputs, training: bool = False):
-        if not training or self.rate == 0.0:
-            return inputs
         shape = inputs.shape
         if self.noise_shape is not None:
             shape = tuple(d if n is None else n for d, n in zip(inputs.shape, self.noise_shape))
-        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.rate, shape)
-        return jnp.where(keep, inputs / (1.0 - self.rate), jnp.zeros_like(inputs))
+        return dropout(self, inputs, self.rate, shape, training)
+
+
+def check_rate(layer: str, rate) -> None:
+    """A dropout rate must be a number in ``[0, 1)``; checked when the layer is made, as Keras does.
+
+    Args:
+      layer: the layer's class name, for the message.
+      rate: the fraction of units dropped.
+
+    Raises:
+      ValueError: ``rate`` is not a number in ``[0, 1)``, naming ``rate``.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{layer}(rate=...) must be a number in [0, 1), the fraction of units dropped; "
+                         f"got {rate!r}.")
+
+
+def dropout(module: nn.Module, inputs, rate: float, shape: tuple, training: bool):
+    """Inverted dropout: ``inputs * keep / (1 - rate)``, ``keep ~ Bernoulli(1 - rate)`` of ``shape``
+    (broadcast against ``inputs``), drawn from ``module``'s ``'dropout'`` RNG stream.
+
+    Args:
+      module: the (bound) layer dropping.
+      inputs: the batch.
+      rate: the probability of dropping.
+      shape: the keep mask's shape, e.g. ``(batch, 1, channels)`` to drop whole channels.
+      training: drop only if True.
+
+    Returns:
+      An array of the shape of ``inputs``; ``inputs`` itself in inference or for ``rate == 0``.
+    """
+    if not training or rate == 0.0:
+        return inputs
+    keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, shape)
+    return jnp.where(keep, inputs / (1.0 - rate), jnp.zeros_like(inputs))
 
 
 class Flatten(Layer):
@@ -209,27 +240,3 @@ class GaussianNoise(Layer):
         if not training or self.stddev == 0.0:
             return inputs
         return inputs + self.stddev * jax.random.normal(self.make_rng("dropout"), inputs.shape, inputs.dtype)
-
-
-class UpSampling2D(Layer):
-    """Keras' ``UpSampling2D`` (nearest neighbour): repeat each row ``size[0]`` times and each
-    column ``size[1]`` times, channels last.
-
-    Args:
-        size: Upsampling factors ``(rows, cols)``, or one int for both (default ``(2, 2)``).
-        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
-
-    Call arguments:
-        inputs: Array ``(batch, rows, cols, channels)``.
-        training: Unused; Keras' flag.
-
-    Returns:
-        Array ``(batch, rows * size[0], cols * size[1], channels)``.
-    """
-
-    size: Any = (2, 2)
-    keras_name: ClassVar[str] = "up_sampling2d"
-
-    def call(self, inputs, training: bool = False):
-        rows, cols = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
-        return jnp.repeat(jnp.repeat(inputs, rows, axis=1), cols, axis=2)

@@ -8,14 +8,13 @@ is ``tokens != 0``, a ``(batch, time)`` boolean array, and the recurrent layers
     x = emb(tokens)                                    # inside a Linen module or a functional graph
     y = layers.LSTM(32)(x, mask=emb.compute_mask(tokens))
 
-``compute_mask`` works on arrays and on symbolic tensors (``dlkit.Input``), so
-the same two lines build a functional ``dlkit.Model``. There is no implicit mask
-propagation (no Keras ``_keras_mask`` attribute riding on the output array, no
-``Masking`` layer): a mask is an ordinary array passed by keyword, which keeps
-every layer a pure function of its arguments. A ``Sequential`` does the passing
-itself: an ``Embedding(mask_zero=True)``'s mask goes, as ``mask=``, to each later
-layer whose ``call`` takes one (``LSTM``, ``Bidirectional``...), until a layer that
-takes it returns no sequence (``return_sequences=False``).
+``compute_mask`` works on arrays and on symbolic tensors (``dlkit.Input``). Inside a
+``Sequential`` or a functional ``dlkit.Model`` the passing is implicit, as in Keras
+(``dlkit.masking``): the embedding's output carries its mask, layers that keep the
+positions pass it on, and each later layer whose ``call`` takes ``mask`` (``LSTM``,
+``Bidirectional``, ``TransformerEncoder``, ``GlobalAveragePooling1D``...) receives it.
+The mask is an ordinary array the model passes by keyword (no ``_keras_mask`` attribute
+rides on the arrays), so every layer stays a pure function of its arguments.
 """
 from __future__ import annotations
 

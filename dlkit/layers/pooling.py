@@ -256,6 +256,9 @@ class GlobalMaxPooling3D(_GlobalPooling):
 class GlobalAveragePooling1D(_GlobalPooling):
     """Keras' ``GlobalAveragePooling1D``: the mean over every spatial position, per sample and channel.
 
+    With a ``mask`` (an ``Embedding(mask_zero=True)``'s, passed on by the model) the mean is over
+    the real steps only, ``sum_t m_t x_t / sum_t m_t``, as in Keras (all steps masked: NaN).
+
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
@@ -263,11 +266,20 @@ class GlobalAveragePooling1D(_GlobalPooling):
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
         training: Unused; Keras' flag.
+        mask: Optional ``(batch, steps)`` booleans, False at padded steps.
 
     Returns:
         Array ``(batch, channels)``, or ``(batch, 1, channels)`` with ``keepdims``.
     """
     rank, reduce, keras_name = 1, "mean", "global_average_pooling1d"
+
+    def call(self, inputs, training: bool = False, mask=None):
+        if mask is None:
+            return super().call(inputs, training)
+        keep = jnp.expand_dims(jnp.asarray(mask).astype(bool), -1)
+        inputs = as_float(jnp.asarray(inputs))
+        total = jnp.sum(jnp.where(keep, inputs, 0.0), axis=1, keepdims=self.keepdims)
+        return total / jnp.sum(keep.astype(inputs.dtype), axis=1, keepdims=self.keepdims)
 
 
 class GlobalAveragePooling2D(_GlobalPooling):

@@ -1,4 +1,5 @@
-"""Preprocessing and augmentation layers (Keras ``Rescaling``, ``Normalization``, ``Random*``).
+"""Preprocessing and augmentation layers (Keras ``Rescaling``, ``Random*``; ``Normalization`` is in
+``dlkit.layers.normalization_preprocessing``).
 
 Images are channels-last, ``(batch, height, width, channels)`` (or one unbatched
 ``(height, width, channels)`` image). The ``Random*`` layers act only with
@@ -20,19 +21,18 @@ pixel coordinates: output pixel ``(x, y)`` takes the input value at
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.ndimage import map_coordinates
 
 from dlkit.layers.base import Layer
+from dlkit.layers.normalization_preprocessing import Normalization, frozen_floats  # noqa: F401  (re-exported)
 
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 INTERPOLATIONS = {"nearest": 0, "bilinear": 1}
-EPSILON = 1e-7  # Keras' backend.epsilon()
 
 
 def _check_choice(value, choices, what: str) -> None:
@@ -46,14 +46,6 @@ def _factor_range(factor, what: str, low: float = -1.0, high: float = 1.0) -> tu
     if len(pair) != 2 or not all(low <= float(f) <= high for f in pair):
         raise ValueError(f"{what} must be a number or a pair of numbers in [{low}, {high}], got {factor!r}.")
     return float(pair[0]), float(pair[1])
-
-
-def _freeze(value):
-    """An array as nested tuples of floats: hashable, as Linen module fields must be."""
-    if value is None or isinstance(value, (float, int)):
-        return value
-    value = np.asarray(value, np.float64)
-    return float(value) if value.ndim == 0 else tuple(_freeze(v) for v in value)
 
 
 def _as_float(x):
@@ -131,108 +123,13 @@ class Rescaling(Layer):
     keras_name: ClassVar[str] = "rescaling"
 
     def __post_init__(self):
-        object.__setattr__(self, "scale", _freeze(self.scale))
-        object.__setattr__(self, "offset", _freeze(self.offset))
+        object.__setattr__(self, "scale", frozen_floats(self.scale))
+        object.__setattr__(self, "offset", frozen_floats(self.offset))
         super().__post_init__()
 
     def call(self, inputs, training: bool = False):
         x = _as_float(inputs)
         return x * jnp.asarray(self.scale, x.dtype) + jnp.asarray(self.offset, x.dtype)
-
-
-class Normalization(Layer):
-    """Keras' ``Normalization``: ``y = (x - mean) / max(sqrt(variance), 1e-7)`` per feature.
-
-    ``axis`` names the feature axes (of the batched input) that keep their own
-    statistics; the others are reduced over. ``axis=-1`` on images gives
-    per-channel statistics; ``axis=None`` one scalar mean and variance.
-
-    The statistics are constants, not params: pass ``mean`` and ``variance``, or
-    compute them from data with ``adapt``, which returns a NEW, configured layer
-    (Linen modules are immutable)::
-
-        norm = layers.Normalization().adapt(x_train)
-
-    ``invert=True`` undoes the normalization: ``y = mean + x * max(sqrt(variance), 1e-7)``.
-
-    Args:
-        axis: Feature axis or axes (of the batched input) with their own statistics; ``None``: one scalar.
-        mean: The mean, broadcastable to the kept axes; ``None`` until ``adapt``.
-        variance: The variance, likewise; given with ``mean`` or not at all.
-        invert: Apply the inverse transform.
-        input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
-
-    Call arguments:
-        inputs: Array ``(batch, ...)``.
-        training: Unused; Keras' flag.
-
-    Returns:
-        A float array of the shape of ``inputs``.
-
-    Raises:
-        ValueError: Only one of ``mean``/``variance`` given; called before ``adapt``; a bad ``axis``.
-    """
-
-    axis: Optional[Union[int, Sequence[int]]] = -1
-    mean: Any = None
-    variance: Any = None
-    invert: bool = False
-    keras_name: ClassVar[str] = "normalization"
-
-    def __post_init__(self):
-        if (self.mean is None) != (self.variance is None):
-            raise ValueError("Normalization needs both mean and variance, or neither (then call adapt).")
-        object.__setattr__(self, "mean", _freeze(self.mean))
-        object.__setattr__(self, "variance", _freeze(self.variance))
-        if isinstance(self.axis, list):
-            object.__setattr__(self, "axis", tuple(self.axis))
-        super().__post_init__()
-
-    def _axes(self, ndim: int) -> tuple:
-        axes = () if self.axis is None else (self.axis,) if isinstance(self.axis, int) else tuple(self.axis)
-        if any(not -ndim < a < ndim or a % ndim == 0 for a in axes):
-            raise ValueError(f"Normalization axis {self.axis} must name feature axes of a rank-{ndim} input "
-                             "(not the batch axis 0).")
-        return tuple(sorted(a % ndim for a in axes))
-
-    def adapt(self, data) -> Normalization:
-        """Return a copy of this layer whose mean and (biased) variance are those of ``data``.
-
-        The moments are computed on the host in float64 over every axis not in ``axis``.
-
-        Args:
-            data: The training inputs as an array, ``(samples, ...)``.
-
-        Returns:
-            A new ``Normalization`` with ``mean`` and ``variance`` set (this layer is unchanged).
-
-        Raises:
-            ValueError: ``data`` is empty, or ``axis`` does not fit its rank.
-        """
-        data = np.asarray(data, np.float64)
-        if data.ndim < 1 or data.shape[0] == 0:
-            raise ValueError(f"adapt needs a non-empty array of samples, got shape {data.shape}.")
-        axes = self._axes(data.ndim)
-        reduce = tuple(a for a in range(data.ndim) if a not in axes)
-        return self.clone(mean=data.mean(axis=reduce), variance=data.var(axis=reduce))
-
-    def call(self, inputs, training: bool = False):
-        if self.mean is None:
-            raise ValueError("This Normalization layer has no mean and variance: adapt it to the training data "
-                             "first, `norm = Normalization().adapt(x_train)` (adapt returns the configured layer), "
-                             "or pass mean= and variance=.")
-        x = _as_float(inputs)
-        axes = self._axes(x.ndim)
-        kept = tuple(x.shape[a] for a in axes)
-        broadcast = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
-
-        def constant(value):
-            value = np.asarray(value, np.float32)
-            value = value.reshape(kept) if value.size == math.prod(kept) else np.broadcast_to(value, kept)
-            return jnp.asarray(value.reshape(broadcast))
-
-        mean, std = constant(self.mean), jnp.maximum(jnp.sqrt(constant(self.variance)), EPSILON)
-        return mean + x * std if self.invert else (x - mean) / std
 
 
 class RandomFlip(Layer):
@@ -286,6 +183,7 @@ class _RandomAffine(Layer):
         self._ranges()  # refuses bad factors when the layer is made
         super().__post_init__()
 
+    @nn.nowrap
     def _ranges(self) -> tuple:
         raise NotImplementedError
 
@@ -341,6 +239,7 @@ class RandomTranslation(_RandomAffine):
     fill_value: float = 0.0
     keras_name: ClassVar[str] = "random_translation"
 
+    @nn.nowrap
     def _ranges(self):
         return _factor_range(self.height_factor, "height_factor"), _factor_range(self.width_factor, "width_factor")
 
@@ -384,6 +283,7 @@ class RandomRotation(_RandomAffine):
     fill_value: float = 0.0
     keras_name: ClassVar[str] = "random_rotation"
 
+    @nn.nowrap
     def _ranges(self):
         return _factor_range(self.factor, "factor")
 
@@ -429,6 +329,7 @@ class RandomZoom(_RandomAffine):
     fill_value: float = 0.0
     keras_name: ClassVar[str] = "random_zoom"
 
+    @nn.nowrap
     def _ranges(self):
         width = None if self.width_factor is None else _factor_range(self.width_factor, "width_factor")
         return _factor_range(self.height_factor, "height_factor"), width

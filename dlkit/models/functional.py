@@ -14,6 +14,12 @@ sub-module named as Keras names it (``conv2d``, ``dense``, ``dense_1``… or its
 ``Input``, a list/tuple of them (then ``x`` is a tuple/list of arrays, or a dict
 keyed by the inputs' names) or a dict of them (then ``x`` is a dict with the
 same keys); ``outputs`` may be one tensor, a list/tuple, or a dict.
+
+Masks flow as in Keras (``dlkit.masking``): a tensor carries the mask of the layer
+that made it (``Embedding(mask_zero=True)``: ``tokens != 0``), layers that keep the
+positions pass it on, and a layer whose ``call`` takes ``mask`` (``LSTM``, ``GRU``,
+``Bidirectional``, ``TransformerEncoder``, ``GlobalAveragePooling1D``) receives it,
+exactly as in a ``Sequential``.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from dlkit import symbolic
+from dlkit import masking, symbolic
+from dlkit.layer_objects import LayerObject
 from dlkit.layers.base import accepts_training
 from dlkit.models.sequential import unique_names
 
@@ -55,7 +62,7 @@ def _input_names(inputs: list) -> list:
     return names
 
 
-class Model(nn.Module):
+class Model(LayerObject, nn.Module):
     """Keras' functional ``Model(inputs, outputs, name=None)``; see the module docstring.
 
     Args:
@@ -107,6 +114,14 @@ class Model(nn.Module):
         super().__post_init__()
 
     # ------------------------------------------------------------------ Keras' properties
+    def named_layers(self) -> list:
+        """The layers with their names, which key the parameters (``dlkit.layer_objects`` walks them).
+
+        Returns:
+            ``[(name, layer), ...]`` in graph order.
+        """
+        return list(zip(self.layer_names, self._layers))
+
     @property
     def input_shape(self):
         """The shape of one sample per input, structured as ``inputs`` (the Trainer builds from it)."""
@@ -117,6 +132,18 @@ class Model(nn.Module):
     def output_shape(self):
         """The output shapes with the batch axis as ``None``, structured as ``outputs``."""
         return jax.tree.map(lambda t: t.shape, self.outputs, is_leaf=_is_tensor)
+
+    @property
+    def output_names(self) -> list:
+        """Keras' ``model.output_names``: a dict's keys, else the names of the layers that compute the
+        outputs (``loss={"digit": ...}`` keys them), ``output_0``… where two outputs share a layer."""
+        if isinstance(self.outputs, dict):
+            return list(self.outputs)
+        names = dict(zip(map(id, self._layers), self.layer_names))
+        leaves, (input_leaves, input_names) = _leaves(self.outputs, "outputs"), self._named_inputs()
+        inputs = dict(zip(map(id, input_leaves), input_names))
+        found = [names[id(t.node.layer)] if t.node is not None else inputs[id(t)] for t in leaves]
+        return found if len(set(found)) == len(found) else [f"output_{i}" for i in range(len(found))]
 
     def _named_inputs(self) -> tuple:
         """The input tensors in flattening order and their names (a dict's keys, else Keras' names)."""
@@ -190,14 +217,18 @@ class Model(nn.Module):
         values = self._feed(inputs)
         modules = {id(layer): layer.clone(parent=self, name=name)
                    for layer, name in zip(self._layers, self.layer_names)}
+        masks: dict = {}  # id(tensor) -> its mask (Keras' implicit masks, see dlkit.masking)
         for node in self._nodes:
             module = modules[id(node.layer)]
             args, kwargs = node.arguments(values)
             kwargs = dict(kwargs)
             if "training" not in kwargs and accepts_training(module):
                 kwargs["training"] = training
+            kwargs, previous = masking.fill(node.layer, kwargs, *node.argument_masks(masks))
             out = module(*args, **kwargs)
             out_leaves = jax.tree.leaves(out)
-            for tensor, value in zip(node.outputs, out_leaves):
+            out_masks = masking.output_masks(node.layer, args[0], previous, out, warn=False)  # warned when built
+            for tensor, value, mask in zip(node.outputs, out_leaves, out_masks):
                 values[id(tensor)] = value
+                masks[id(tensor)] = mask
         return jax.tree.map(lambda t: values[id(t)], self.outputs, is_leaf=_is_tensor)

@@ -1,15 +1,15 @@
 """``Sequential``: a stack of layers is itself a Linen module (``Input`` lives in ``dlkit.symbolic``)."""
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Sequence
 from typing import Any, Optional
 
 import flax.linen as nn
 
-from dlkit import symbolic
-from dlkit.layers.base import call_with_training
+from dlkit import masking, symbolic
+from dlkit.layer_objects import LayerObject
+from dlkit.layers.base import accepts_training
 from dlkit.symbolic import Input  # noqa: F401  (re-exported: ``from dlkit.models.sequential import Input``)
 
 
@@ -63,15 +63,17 @@ def unique_names(layers: Sequence[Any]) -> list[str]:
     return names
 
 
-class Sequential(nn.Module):
+class Sequential(LayerObject, nn.Module):
     """Keras' ``Sequential``: apply ``layers`` in order; any Linen module may be a layer.
 
     ``Sequential([Input((28, 28, 1)), Conv2D(32, 3, activation='relu'), ...])``
 
     Layers are named as Keras names them (``conv2d``, ``dense``, ``dense_1``... or their
-    ``name=``), and those names key the parameters. A layer with ``compute_mask`` (an
-    ``Embedding(mask_zero=True)``) passes its mask, as ``mask=``, to the later layers whose
-    ``call`` takes one, until such a layer returns no sequence.
+    ``name=``), and those names key the parameters. Masks flow as in Keras and in the
+    functional ``Model`` (``dlkit.masking``): an ``Embedding(mask_zero=True)``'s mask passes
+    through the layers that keep the positions (``Dense``, ``Dropout``, ``TransformerEncoder``,
+    ``LSTM(return_sequences=True)``...) and goes, as ``mask=``, to each layer whose ``call``
+    takes one; a layer that ends the time axis (``LSTM()``, ``GlobalAveragePooling1D``) ends it.
 
     Args:
         layers: The layers; the first may be an ``Input(shape)``, which declares the sample shape.
@@ -131,6 +133,14 @@ class Sequential(nn.Module):
         object.__setattr__(self, "layers", tuple(self.layers) + (layer,))
         object.__setattr__(self, "layer_names", tuple(unique_names(self.layers)))
 
+    def named_layers(self) -> list:
+        """The layers with their names, which key the parameters (``dlkit.layer_objects`` walks them).
+
+        Returns:
+            ``[(name, layer), ...]`` in order.
+        """
+        return list(zip(self.layer_names, self.layers))
+
     @property
     def input_shape(self) -> Optional[tuple]:
         """The shape of one sample if the model declares it, else None."""
@@ -152,26 +162,12 @@ class Sequential(nn.Module):
         x, mask = inputs, None
         for layer, name in zip(self.layers, self.layer_names):
             module = layer.clone(parent=self, name=name)
-            if mask is not None and _takes_mask(layer):
-                y = module(x, training=training, mask=mask)
-                if not _returns_sequences(layer):
-                    mask = None  # the sequence axis is gone
-            else:
-                y = call_with_training(module, x, training)
-            if hasattr(layer, "compute_mask"):  # Keras' mask propagation, e.g. Embedding(mask_zero=True)
-                mask = layer.compute_mask(x)
-            x = y
+            kwargs = {"training": training} if accepts_training(module) else {}
+            kwargs, previous = masking.fill(layer, kwargs, [mask], {})
+            y = module(x, **kwargs)
+            out_masks = masking.output_masks(layer, x, previous, y)  # Keras' propagation, as in Model
+            x, mask = y, (out_masks[0] if len(out_masks) == 1 else out_masks)
         return x
-
-
-def _takes_mask(layer) -> bool:
-    call = getattr(type(layer), "call", None)
-    return call is not None and "mask" in inspect.signature(call).parameters
-
-
-def _returns_sequences(layer) -> bool:
-    inner = getattr(layer, "layer", None)  # Bidirectional wraps its layer
-    return bool(getattr(layer, "return_sequences", getattr(inner, "return_sequences", False)))
 
 
 def _check_layer(layer, index: int) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Optional
 
 import jax
@@ -297,3 +298,44 @@ def device_batch(x, y, weight, mesh) -> Batch:
     y = np.zeros(rows, np.float32) if y is None else y
     sharding = devices.batch_sharded(mesh) if rows % mesh.size == 0 else devices.replicated(mesh)
     return jax.device_put(Batch(x, y, weight, np.ones(rows, np.float32)), sharding)
+
+
+class StepsPerEpoch:
+    """Keras' ``steps_per_epoch`` / ``validation_steps`` over a stream of batches: each pass yields
+    the next ``steps`` batches of one iterator kept across passes (as Keras continues a
+    generator from epoch to epoch).
+
+    When the iterator runs out, a source that can be iterated again (a list, a data loader)
+    starts a new pass; a one-shot generator ends the epoch early with a warning, as Keras
+    stops when "your input ran out of data".
+
+    Args:
+      source: the iterable of batches.
+      steps: batches per pass (a positive int).
+      what: the argument's name, for the warning.
+      restart: start every pass at the source's beginning (``validation_steps`` on a re-iterable
+        source: the same batches are evaluated each epoch) instead of continuing.
+    """
+
+    def __init__(self, source, steps: int, what: str, restart: bool = False):
+        self.source, self.steps, self.what, self.restart = source, steps, what, restart
+        self.iterator = None
+        self.exhausted = False
+
+    def __iter__(self):
+        if self.restart or self.iterator is None:
+            self.iterator = iter(self.source)
+        for count in range(self.steps):
+            batch = next(self.iterator, _END)
+            if batch is _END:  # a new pass, if the source has one
+                self.iterator = iter(self.source)
+                batch = _END if self.iterator is self.source else next(self.iterator, _END)
+            if batch is _END:
+                warnings.warn(f"{self.what}={self.steps}, but the input ran out of data after {count} batches "
+                              f"of this epoch; pass a source that can be iterated again (a list, a data loader) "
+                              f"or fewer {self.what}.", stacklevel=2)
+                return
+            yield batch
+
+
+_END = object()

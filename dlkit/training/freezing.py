@@ -36,8 +36,8 @@ def trainable(path: str, rules: Rules) -> bool:
       True unless the deciding rule says frozen.
     """
     best, result = -1, True
-    for prefix, value in rules:
-        if (path == prefix or path.startswith(prefix + "/")) and len(prefix) > best:
+    for prefix, value in rules:  # "" is the model itself: it contains every path
+        if (not prefix or path == prefix or path.startswith(prefix + "/")) and len(prefix) > best:
             best, result = len(prefix), value
     return result
 
@@ -62,7 +62,21 @@ def with_rule(params, rules: Rules, paths, value: bool) -> Rules:
     for path in paths:
         if not any(k == path or k.startswith(path + "/") for k in known):
             raise ValueError(f"No sub-module {path!r} holds parameters. Known: {', '.join(sorted(known))}.")
-    return tuple((p, v) for p, v in rules if p not in paths) + tuple((p, value) for p in paths)
+    return merged(rules, tuple((p, value) for p in paths))
+
+
+def merged(rules: Rules, new: Rules) -> Rules:
+    """``rules`` with the rules of ``new`` added; a rule of ``new`` replaces one for the same path.
+
+    Args:
+      rules: the current rules.
+      new: ``((path, trainable), ...)`` to add (a path may hold no parameters: it then decides nothing).
+
+    Returns:
+      The combined rules.
+    """
+    paths = {p for p, _ in new}
+    return tuple((p, v) for p, v in rules if p not in paths) + tuple(new)
 
 
 def labels(params, rules: Rules):

@@ -26,6 +26,7 @@ are several optimizers).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 import zlib
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from dlkit import losses as losses_lib
 from dlkit.calling import accepts_training
 from dlkit.layers.base import DIAGNOSTICS, LOSSES
 from dlkit.metrics import MetricState, Sum, mean_of
@@ -342,3 +344,42 @@ def raise_checks(values: dict, what: str) -> None:
             raise ValueError(f"{what}: layer {name[len(PROBLEM):]} ({int(value)} times).")
         if (name.startswith(WARNING) and value > 0) or (name.startswith(WARNING_IF_ALL) and value >= 1.0):
             warnings.warn(name.split(": ", 1)[1] + ".", stacklevel=4)
+
+
+def with_compiled_loss(model, loss, metrics, loss_weights, weighted_metrics, step_name: str):
+    """The model a Trainer with the model's own step runs: nothing given to ``Trainer`` is ignored.
+
+    A model class with its own step and a ``loss`` field (``Autoencoder``'s reconstruction loss)
+    takes the Trainer's ``loss`` there, as Keras' ``compile(loss=...)`` sets the loss its
+    ``train_step`` computes. Other compile arguments the step cannot use are refused.
+
+    Args:
+      model: the Linen module.
+      loss: the ``loss`` given to ``Trainer``/``compile`` (``None``: not given).
+      metrics: the ``metrics`` given (``None``: not given).
+      loss_weights: the ``loss_weights`` given.
+      weighted_metrics: the ``weighted_metrics`` given.
+      step_name: the step, for the message (``"Autoencoder.train_step"``).
+
+    Returns:
+      ``model`` itself, or a copy of it with ``loss`` in its ``loss`` field.
+
+    Raises:
+      ValueError: an argument the step would ignore, naming it and what to do instead.
+    """
+    takes_loss = any(f.name == "loss" for f in dataclasses.fields(model)) if dataclasses.is_dataclass(model) \
+        else False
+    given = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights, "weighted_metrics": weighted_metrics}
+    ignored = [name for name, value in given.items() if value is not None and value != [] and not
+               (name == "loss" and takes_loss)]
+    if ignored:
+        fix = (f" {type(model).__name__} takes its loss through its `loss` field: Trainer(..., loss=...) "
+               f"sets it." if takes_loss else "")
+        raise ValueError(f"{step_name} computes its own loss and logs, so Trainer's {', '.join(ignored)} "
+                         f"would be ignored. Remove {'them' if len(ignored) > 1 else 'it'}, log what you need "
+                         f"from the step itself (its logs dict), or train with the supervised step "
+                         f"(no train_step).{fix}")
+    if loss is not None and takes_loss:
+        losses_lib.get(loss)  # an unknown name fails here, listing the valid ones
+        return model.clone(loss=loss)
+    return model

@@ -232,7 +232,7 @@ def _metric_lists(metrics, keys: list, names: list, what: str) -> list:
     return [[m] if isinstance(m, str) or callable(m) else list(m or []) for m in lists]
 
 
-def build(outputs, y_example, loss, loss_weights, metrics, weighted_metrics=None) -> Objective:
+def build(outputs, y_example, loss, loss_weights, metrics, weighted_metrics=None, output_names=None) -> Objective:
     """The objective for a model whose outputs have the structure and shapes of ``outputs``.
 
     Args:
@@ -243,6 +243,8 @@ def build(outputs, y_example, loss, loss_weights, metrics, weighted_metrics=None
       metrics: metric identifiers (a list, or a list/dict of lists per output); they
         ignore the sample weight.
       weighted_metrics: as ``metrics``, weighted by the sample weight.
+      output_names: the names of a list/tuple of outputs (Keras': the output layers' names);
+        ``None``: ``output_0``, ``output_1``…
 
     Returns:
       The ``Objective``; its log names are unique (Keras' ``_1`` suffixes, ``weighted_``
@@ -251,7 +253,9 @@ def build(outputs, y_example, loss, loss_weights, metrics, weighted_metrics=None
     if isinstance(outputs, Mapping):
         keys = names = list(outputs)
     elif isinstance(outputs, (list, tuple)):
-        keys, names = list(range(len(outputs))), [f"output_{i}" for i in range(len(outputs))]
+        keys = list(range(len(outputs)))
+        names = list(output_names) if output_names is not None and len(output_names) == len(outputs) \
+            else [f"output_{i}" for i in range(len(outputs))]
     else:
         keys, names = [None], [None]
     multi = keys != [None]
@@ -293,6 +297,36 @@ def _unique(prefix: str, name: str, weighted: bool, taken: dict) -> str:
         full = f"{full}_{taken[full] - 1}"
     taken.setdefault(full, 1)
     return full
+
+
+def list_output_names(model) -> Optional[list]:
+    """The names of a model's list/tuple of outputs (Keras': its output layers' names), if it has one.
+
+    Args:
+      model: the Linen module; a functional ``dlkit.Model`` has ``output_names``.
+
+    Returns:
+      The names, or ``None`` for a model with one output, a dict of outputs, or no names.
+    """
+    if isinstance(getattr(model, "outputs", None), (list, tuple)):
+        return list(model.output_names)
+    return None
+
+
+def in_output_order(y, output_names: Optional[list]):
+    """Targets keyed by output name, for a model with a list of outputs, as the list in output order
+    (Keras takes ``y={"digit": ..., "attrs": ...}`` for ``outputs=[digit, attrs]``).
+
+    Args:
+      y: the targets.
+      output_names: from ``list_output_names``.
+
+    Returns:
+      ``y`` as a tuple in output order if it is a dict keyed by exactly those names, else ``y``.
+    """
+    if isinstance(y, Mapping) and output_names and set(y) == set(output_names):
+        return tuple(y[name] for name in output_names)
+    return y
 
 
 def _target(y, key, name):

@@ -31,12 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlkit import checkpoints, optimizers, summary
+from dlkit import checkpoints, layer_objects, optimizers, summary
 from dlkit import losses as losses_lib
 from dlkit.callbacks import CallbackList, History, ProgbarLogger
 from dlkit.callbacks.base import LazyLogs
 from dlkit.calling import accepts_training
 from dlkit.layers.base import DIAGNOSTICS, LOSSES
+from dlkit.saving import model_file
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
 from dlkit.training import freezing, interrupts, supervised, validation, weights
@@ -85,7 +86,8 @@ class Trainer:
         list of lists or a dict keyed by output name. They ignore sample weights, as in Keras.
       loss_weights: for several outputs, a list or dict of the factors of each output's loss.
       weighted_metrics: as ``metrics``, weighted by ``sample_weight`` / ``class_weight``.
-      seed: the seed of every random draw (initial weights, dropout, shuffling).
+      seed: the seed of every random draw (initial weights, dropout, shuffling); by default 0,
+        or the seed given to ``dlkit.utils.set_random_seed``; ``None`` draws one.
       input_shape: the shape of one sample (or a tuple/dict of them), to build the model
         before it sees data; taken from the model (``Input``, ``input_shape=``) by default.
       steps_per_execution: batches per compiled program (Keras' word); ``"auto"`` is 1 on
@@ -104,12 +106,15 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
-                 loss_weights: Any = None, weighted_metrics: Optional[Sequence] = None, seed: int = 0,
+                 loss_weights: Any = None, weighted_metrics: Optional[Sequence] = None,
+                 seed: Any = validation.DEFAULT_SEED,
                  input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
                  compiler_options: Optional[dict] = None, devices: Optional[list] = None,
                  pad_last_batch: Optional[bool] = None, train_step: Optional[Callable] = None,
                  test_step: Optional[Callable] = None):
         self.model = model
+        self._given = model  # the user's object: its layer objects carry weights and trainable flags
+        self._step_args = (train_step, test_step)
         self._custom_train = train_step or getattr(model, "train_step", None)
         self._custom_test = test_step or getattr(model, "test_step", None)
         if self._custom_test is not None and self._custom_train is None:
@@ -157,6 +162,9 @@ class Trainer:
         """
         if optimizer is not None:
             self.tx = optimizers.get(optimizer)
+        if self._custom_train is not None:  # the model's own step: a loss it cannot use is refused
+            self._own_step(loss, metrics, loss_weights, weighted_metrics)
+            loss = metrics = loss_weights = weighted_metrics = None
         for each in (loss.values() if isinstance(loss, dict) else [loss]):
             if each is not None:
                 losses_lib.get(each)  # unknown names fail here, listing the valid ones
@@ -168,8 +176,22 @@ class Trainer:
                 else _as_list(weighted_metrics)
             self._steps, self._programs = None, {}
         self._public = {}
+        if self.state is not None:  # Keras: trainable flags set since take effect at compile
+            self._restart_optimizer(freezing.merged(self.state.frozen, layer_objects.trainable_rules(self._given)))
+
+    def _own_step(self, loss, metrics, loss_weights, weighted_metrics) -> None:
+        """Hand ``loss`` to a model whose own step takes one (``Autoencoder``), refuse what it cannot use."""
+        train, test = self._step_args
+        name = "The train_step given" if train else f"{type(self.model).__name__}.train_step"
+        model = step_lib.with_compiled_loss(self.model, loss, metrics, loss_weights, weighted_metrics, name)
+        if model is self.model:
+            return
+        self.model = model
+        self._custom_train = train or self.model.train_step
+        self._custom_test = test or getattr(self.model, "test_step", None)
+        self._steps, self._programs = None, {}
         if self.state is not None:
-            self._restart_optimizer(self.state.frozen)
+            self.state = self.state.replace(apply_fn=self.model.apply)
 
     def build(self, sample_x) -> None:
         """Create the variables from one sample batch (``fit``/``evaluate``/``predict`` do it if needed).
@@ -183,19 +205,24 @@ class Trainer:
         self._sample_shape = jax.tree.map(lambda a: a.shape[1:], sample)
         kwargs = {"training": False} if accepts_training(self.model) else {}
         order = []
+        plan = layer_objects.carried(self, self._given)  # trained weights the layer objects bring
 
-        def initial_state(seed, sample):
+        def initial_state(seed, sample, carried):
             params_rng, dropout_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
             variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng}, sample, **kwargs))
             for collection in (LOSSES, DIAGNOSTICS, "intermediates"):
                 variables.pop(collection, None)
             order.append(weights.keras_order(variables))  # creation order, before jit sorts the keys
+            variables = layer_objects.place(variables, [(p, k, c) for (p, k, _), c in zip(plan, carried)])
             return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply)
 
         # One compiled program: cheaper than running each initializer eagerly.
         init = jax.jit(initial_state, out_shardings=devices_lib.replicated(self.mesh))
-        self.state = init(np.uint32(self.seed), sample)
+        self.state = init(np.uint32(self.seed), sample, [tree for _, _, tree in plan])
         self._weight_order = order[0]
+        if layer_objects.trainable_rules(self._given):
+            self._restart_optimizer(freezing.merged((), layer_objects.trainable_rules(self._given)))
+        self._claim()
 
     def _bind(self, x, y, what: str = "x") -> _Steps:
         """The steps this trainer runs, bound on first use: the model's own steps, or the supervised
@@ -209,7 +236,7 @@ class Trainer:
             else:
                 outputs, problems = self._model_outputs(x, what)
                 objective = supervised.build(outputs, y, self.loss, self.loss_weights, self.metric_ids,
-                                             self.weighted_metric_ids)
+                                             self.weighted_metric_ids, supervised.list_output_names(self.model))
                 train, test = supervised.make_train_step(objective), supervised.make_test_step(objective)
                 train_logs = test_logs = step_lib.empty_logs(objective.log_specs(y, outputs, problems))
                 self._objective = objective
@@ -243,7 +270,8 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Any = "auto",
             callbacks: Optional[list] = None, validation_split: float = 0.0, validation_data=None,
             shuffle: bool = True, class_weight: Optional[dict] = None, sample_weight=None, initial_epoch: int = 0,
-            validation_batch_size: Optional[int] = None) -> History:
+            validation_batch_size: Optional[int] = None, steps_per_epoch: Optional[int] = None,
+            validation_steps: Optional[int] = None) -> History:
         """Train for ``epochs`` epochs (Keras' ``fit``).
 
         Args:
@@ -264,6 +292,9 @@ class Trainer:
           sample_weight: one weight per sample, for the loss and ``weighted_metrics``.
           initial_epoch: the epoch to start at (resuming; must match a loaded checkpoint).
           validation_batch_size: rows per validation step (default ``batch_size``).
+          steps_per_epoch: with a stream of batches, the batches per epoch, taken from one iterator
+            kept across epochs (Keras' word; a re-iterable source starts a new pass when it runs out).
+          validation_steps: with a stream as ``validation_data``, the batches of each validation.
 
         Returns:
           A ``History``: ``history.history[name]`` lists each epoch's value of every log
@@ -277,9 +308,12 @@ class Trainer:
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
                                  "validation_data instead of validation_split.")
-            run_epoch, steps = (lambda hook: self._run_stream(x, True, hook)), None
+            x = x if steps_per_epoch is None else data_lib.StepsPerEpoch(
+                x, validation.whole_number(steps_per_epoch, "steps_per_epoch", 1), "steps_per_epoch")
+            run_epoch, steps = (lambda hook: self._run_stream(x, True, hook)), steps_per_epoch
         else:
-            x, y = data_lib.to_arrays(x, "x"), data_lib.to_arrays(y, "y")
+            validation.stream_only(steps_per_epoch, "steps_per_epoch")
+            x, y = data_lib.to_arrays(x, "x"), self._targets(data_lib.to_arrays(y, "y"))
             weight = validation.sample_weight(data_lib.to_arrays(sample_weight, "sample_weight"),
                                               data_lib.num_samples(x, y))
             if class_weight is not None:
@@ -291,6 +325,11 @@ class Trainer:
             steps = -(-n // batch_size)
         validate = None
         if validation_data is not None:
+            if validation_steps is not None:
+                validation.stream_only(None if data_lib.is_stream(validation_data) else validation_steps,
+                                       "validation_steps")
+                validation_data = data_lib.StepsPerEpoch(validation_data, validation.whole_number(
+                    validation_steps, "validation_steps", 1), "validation_steps", restart=True)
             validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
         verbose = 1 if verbose == "auto" else int(verbose)
 
@@ -320,6 +359,7 @@ class Trainer:
             if finished:  # Keras' use_ema: the weights become their moving average at the end
                 params = optimizers.averaged_weights(self.tx, self.state.opt_state, self.state.params)
                 self.state = self.state.replace(params=params)
+            self._claim()
             cbs.on_train_end(logs)  # the last epoch's logs, as Keras passes them
         return history
 
@@ -419,17 +459,64 @@ class Trainer:
         logs = self._evaluator(source, batch_size, "evaluate")()
         if verbose not in (0, "auto") or verbose is True:
             print(" - ".join(f"{k}: {v:.4f}" if np.ndim(v) == 0 else f"{k}: {v}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return _as_result(logs, return_dict)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight: Optional[dict] = None,
+                       return_dict: bool = False):
+        """Keras' ``train_on_batch``: one training step on this one batch.
+
+        Args:
+          x: the batch's inputs.
+          y: its targets.
+          sample_weight: one weight per row.
+          class_weight: ``{class: weight}``, multiplied into the sample weights.
+          return_dict: return ``{name: value}`` instead of a list.
+
+        Returns:
+          The batch's loss (a float without metrics, else ``[loss, *metrics]``), or the dict.
+        """
+        x, y = data_lib.to_arrays(x, "x"), self._targets(data_lib.to_arrays(y, "y"))
+        weight = validation.sample_weight(data_lib.to_arrays(sample_weight, "sample_weight"),
+                                          data_lib.num_samples(x, y))
+        if class_weight is not None:
+            weight = data_lib.class_weights(y, class_weight, weight)
+        batch = (x, y) if weight is None else (x, y, weight)
+        logs = self._read(self._run_stream([batch], train=True), train=True)
+        self._claim()
+        return _as_result(logs, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
+        """Keras' ``test_on_batch``: the loss and metrics of this one batch, in inference mode.
+
+        Args:
+          x: the batch's inputs.
+          y: its targets.
+          sample_weight: one weight per row.
+          return_dict: return ``{name: value}`` instead of a list.
+
+        Returns:
+          As ``evaluate`` on the batch.
+        """
+        rows = data_lib.num_samples(data_lib.to_arrays(x, "x"), None)
+        return self.evaluate(x, y, batch_size=rows, verbose=0, sample_weight=sample_weight, return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        """Keras' ``predict_on_batch``: the model's outputs for this one batch, as numpy.
+
+        Args:
+          x: the batch's inputs.
+
+        Returns:
+          As ``predict``.
+        """
+        return self.predict(x, batch_size=data_lib.num_samples(data_lib.to_arrays(x, "x"), None))
 
     def _evaluator(self, source, batch_size: int, what: str) -> Callable[[], dict]:
         """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
         if data_lib.is_stream(source):
             return lambda: self._read(self._run_stream(source, train=False), train=False)
         x, y, weight = (*source, None, None)[:3]
-        x, y = data_lib.to_arrays(x, f"{what} x"), data_lib.to_arrays(y, f"{what} y")
+        x, y = data_lib.to_arrays(x, f"{what} x"), self._targets(data_lib.to_arrays(y, f"{what} y"))
         weight = validation.sample_weight(data_lib.to_arrays(weight, f"{what} sample_weight"),
                                           data_lib.num_samples(x, y), f"{what} sample_weight")
         data, n = self._on_device(x, y, weight, what)
@@ -629,24 +716,68 @@ class Trainer:
         params = variables.pop("params")
         self.state = jax.device_put(self.state.replace(params=params, model_state=variables),
                                     devices_lib.replicated(self.mesh))
+        self._claim()
+
+    def get_layer(self, name: str):
+        """Keras' ``model.get_layer(name)``: the layer object, to read or set its weights and ``trainable``.
+
+        Args:
+          name: a layer's name in the model (``"dense_1"``), or a path into a sub-model (``"base/conv2d"``).
+
+        Returns:
+          The layer object the model was built from (``get_weights``/``set_weights`` in Keras' order).
+
+        Raises:
+          ValueError: no layer has that name (the names are listed).
+        """
+        return layer_objects.find(self._given, name)
+
+    def _layer_variables(self, path: tuple) -> dict:
+        """The variables of the sub-module at ``path``, per collection (``dlkit.layer_objects``' owner protocol)."""
+        return layer_objects.subtree(self.state.variables, path)
+
+    def _layer_weights(self, path: tuple) -> list:
+        """The weights of the sub-module at ``path`` in Keras' order (``layer.get_weights()``)."""
+        return [w for i, w in enumerate(self.get_weights()) if i in weights.under(self._weight_order, path)]
+
+    def _set_layer_weights(self, path: tuple, values: list) -> None:
+        """Set the weights of the sub-module at ``path`` (``layer.set_weights()``), in Keras' order."""
+        self.set_weights(weights.replaced(self.get_weights(), weights.under(self._weight_order, path), values))
 
     def save_weights(self, path: str) -> None:
         """Keras' ``save_weights``.
 
         Args:
-          path: the file to write the model's variables to (Flax msgpack, atomically).
+          path: the file to write the model's variables to, atomically: ``*.weights.h5`` in Keras 3's
+            HDF5 layout (``dlkit.saving.keras_h5``), any other name as Flax msgpack.
         """
         self._require_built("save_weights")
-        weights.save(path, self.state.variables)
+        if model_file.handles(path):
+            model_file.save_weights(self, path)
+        else:
+            weights.save(path, self.state.variables)
 
     def load_weights(self, path: str) -> None:
         """Keras' ``load_weights`` into this built model.
 
         Args:
-          path: a file written by ``save_weights``.
+          path: a file written by ``save_weights`` (a ``.weights.h5`` also by Keras), or a ``.keras`` archive.
         """
         self._require_built("load_weights")
-        self.set_weights(weights.flatten(weights.load(path, self.state.variables), self._weight_order))
+        if model_file.handles(path, reading=True):
+            model_file.load_weights(self, path)
+        else:
+            self.set_weights(weights.flatten(weights.load(path, self.state.variables), self._weight_order))
+
+    def save(self, filepath: str, overwrite: bool = True) -> None:
+        """Keras' ``model.save("model.keras")``: architecture, compile arguments, weights and optimizer state in
+        one archive (``dlkit.saving.model_file``), for ``dlkit.load_model``.
+
+        Args:
+          filepath: the file, ending in ``.keras``; written atomically.
+          overwrite: replace an existing file (``False``: raise ``FileExistsError``).
+        """
+        model_file.save_model(self, filepath, overwrite)
 
     def freeze(self, *paths: str) -> None:
         """Keras' ``layer.trainable = False``, with a fresh optimizer state as after a Keras re-``compile``.
@@ -732,15 +863,33 @@ class Trainer:
 
         epoch, meta, state = checkpoints.load_state(directory, epoch, template, fallback)
         self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
+        self._claim()
         if not meta.get("weights_only", False):
             self.epoch = self._restored_epoch = int(meta["epoch"])
         return epoch
+
+    def _targets(self, y):
+        """Targets keyed by output name, for a list of outputs, in output order (Keras takes both)."""
+        return supervised.in_output_order(y, supervised.list_output_names(self.model))
+
+    def _claim(self) -> None:
+        """This trainer's variables become the ones its model's layer objects carry (``dlkit.layer_objects``)."""
+        if self.state is not None:  # a fit that failed before building has nothing to claim
+            layer_objects.claim(self, self._given, self.state.variables)
 
     def _require_built(self, what: str) -> None:
         if self.state is None:
             raise ValueError(
                 f"{what}() needs a built model: give the first layer input_shape=..., start the Sequential "
                 f"with dlkit.Input(shape), pass Trainer(..., input_shape=...), or call fit/predict first.")
+
+
+def _as_result(logs: dict, return_dict: bool):
+    """Keras' return value of ``evaluate``: the dict, the loss alone, or ``[loss, *metrics]``."""
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
 
 
 def _as_list(metrics) -> Any:

@@ -16,9 +16,46 @@ import numpy as np
 
 from dlkit import losses as losses_lib
 
+# dlkit's default seed, Keras' global seed: ``dlkit.utils.set_random_seed`` sets it. A Trainer given no
+# seed (its default ``seed=DEFAULT_SEED``) uses it, and ``seed=None`` draws from a generator it seeds;
+# unset, those are 0 and a random seed.
+_DEFAULT: dict = {"seed": None, "draws": None}
+
+
+class _DefaultSeed:
+    """The ``seed=`` of a Trainer given none: 0, or the seed of ``dlkit.utils.set_random_seed``."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_SEED"
+
+
+DEFAULT_SEED = _DefaultSeed()
+
+
+def set_default_seed(value: Optional[int]) -> Optional[int]:
+    """Set dlkit's default seed (``dlkit.utils.set_random_seed`` calls it); ``None`` unsets it.
+
+    Args:
+      value: an int in ``[0, 2**32)``, or ``None`` to return to 0 (and ``None`` meaning random).
+
+    Returns:
+      The seed set, as an int (or ``None``).
+
+    Raises:
+      TypeError: for a non-integer.
+      ValueError: for a negative seed or one of 2**32 or more.
+    """
+    value = None if value is None else _checked_seed(value)
+    _DEFAULT.update(seed=value, draws=None if value is None else np.random.default_rng(value))
+    return value
+
 
 def seed(value: Any) -> int:
     """A seed for ``jax.random.key``: an int in ``[0, 2**32)``; ``None`` draws one at random.
+
+    ``DEFAULT_SEED`` (Trainer's default) stands for dlkit's default seed: 0, or the seed given
+    to ``dlkit.utils.set_random_seed``, after which ``None`` draws from a generator that seed
+    seeds (so a rerun repeats, as after Keras' ``set_random_seed``). An int is kept as given.
 
     Args:
       value: the seed given.
@@ -32,7 +69,13 @@ def seed(value: Any) -> int:
       ValueError: for a negative seed or one of 2**32 or more.
     """
     if value is None:
-        return int(np.random.default_rng().integers(0, 2**32))
+        return int((_DEFAULT["draws"] or np.random.default_rng()).integers(0, 2**32))
+    if value is DEFAULT_SEED:
+        return 0 if _DEFAULT["seed"] is None else _DEFAULT["seed"]
+    return _checked_seed(value)
+
+
+def _checked_seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"seed must be an int in [0, 2**32) or None (a random seed), got {value!r}.")
     if not 0 <= value < 2**32:
@@ -227,3 +270,20 @@ def _kind(tree) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def stream_only(value: Any, what: str) -> None:
+    """``steps_per_epoch`` / ``validation_steps`` count batches of a stream; with arrays an epoch is
+    the whole data, so a count given with arrays would be silently ignored: refuse it.
+
+    Args:
+      value: the count given (``None``: not given).
+      what: the argument's name.
+
+    Raises:
+      ValueError: ``value`` given with in-memory arrays.
+    """
+    if value is not None:
+        raise ValueError(f"{what}={value!r} counts batches of a stream (an iterable of (x, y) batches, a data "
+                         f"loader); with arrays an epoch is the whole data. Drop {what}, or pass the data as "
+                         f"batches, e.g. a list of (x, y) tuples.")

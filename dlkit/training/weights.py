@@ -125,6 +125,44 @@ def unflatten(variables: dict, order: list, weights: list) -> dict:
     return out
 
 
+def under(order: list, path: tuple) -> list:
+    """The positions in ``order`` of the variables inside the sub-module at ``path``.
+
+    Args:
+      order: the key paths, from ``keras_order``.
+      path: sub-module names (``()``: the whole model).
+
+    Returns:
+      The indices, in Keras' order.
+    """
+    path = tuple(path)
+    return [i for i, (_, layer, rest) in enumerate(order) if (layer, *rest)[:len(path)] == path]
+
+
+def replaced(values: list, positions: list, new: list) -> list:
+    """``values`` with the arrays at ``positions`` replaced by ``new`` (a layer's ``set_weights``).
+
+    Args:
+      values: every weight of the model, in Keras' order.
+      positions: the layer's positions, from ``under``.
+      new: the layer's new weights, in Keras' order.
+
+    Returns:
+      The model's weights with the layer's replaced.
+
+    Raises:
+      ValueError: ``new`` has another length than the layer has weights.
+    """
+    new = list(new)
+    if len(new) != len(positions):
+        raise ValueError(f"set_weights expects {len(positions)} arrays for this layer (as its get_weights() "
+                         f"returns), got {len(new)}.")
+    out = list(values)
+    for i, value in zip(positions, new):
+        out[i] = value
+    return out
+
+
 def save(path: str, variables: dict) -> None:
     """Write ``variables`` to ``path`` (Flax msgpack), atomically: a crash mid-write leaves the
     previous file intact.
