@@ -2,8 +2,8 @@
 
     python examples/fine_tuning.py
 
-1. Pretrain a small ResNet base (``dlkit.models.resnet(..., include_top=False, pooling="avg")``)
-   under a 5-way head on digits 0-4, with augmentation.
+1. Pretrain a small ResNet base (``dlkit.models.resnet(..., include_top=False)``: 7x7x32 features)
+   under a ``Flatten`` + 5-way ``Dense`` head on digits 0-4, with augmentation, for 2 epochs.
 2. Digits 5-9 with 20 labels (4 per class): put the same ``base`` object, frozen
    (``base.trainable = False``), under a new head in a new model and a new ``Trainer``; the base
    comes with its trained weights, as a Keras layer object does. The base is called with
@@ -14,6 +14,10 @@
 4. Compare with the same network trained from scratch on the same 20 labels for as many epochs,
    over 3 different draws of the labelled examples (each draw starts again from the pretrained
    base: ``base.set_weights(pretrained)``).
+
+Measured (test accuracy on digits 5-9; frozen base / fine-tuned / from scratch): 0.8745 / 0.8745 /
+0.7510, 0.7853 / 0.8029 / 0.6712, 0.7687 / 0.8320 / 0.5135; about 50 s in all on a 2-core CPU,
+mostly compiling.
 """
 import os
 import sys

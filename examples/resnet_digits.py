@@ -9,6 +9,11 @@ layers (RandomTranslation, RandomRotation, RandomZoom: small shifts, turns and z
 flip, which would turn a 2 into something else) are the model's first layers, as in Keras: they
 act in ``fit`` only. The first 8000 digits train (10% of them validate), the last 2000 test
 (``dlkit.datasets.split_digits``), the split of ``examples/mnist_cnn.py``.
+
+Measured on a shared 2-core CPU: 5 epochs, test accuracy 0.9845, about 17 s an epoch (34 s for the
+first, compiling included); ``examples/mnist_cnn.py`` on the same split: 0.9805 after its 3 epochs
+of about 3 s. ``momentum=0.9`` in the BatchNormalization layers: after the few hundred steps of
+these epochs, Keras' 0.99 would leave the moving statistics still close to their initial values.
 """
 import math
 import statistics
@@ -29,8 +34,7 @@ def augmentation() -> list:
 
 
 def build_model() -> dlkit.Model:
-    # momentum 0.9: after the few hundred steps of these epochs, 0.99's moving statistics would still
-    # remember their initial values (the stem's variance is ~0.01, its moving variance starts at 1).
+    # the stem's output variance is ~0.01; a moving variance that starts at 1 needs a faster momentum
     return resnet((28, 28, 1), 10, filters=(16, 32, 64), momentum=0.9, augmentation=augmentation(), name="resnet")
 
 

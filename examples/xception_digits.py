@@ -9,6 +9,10 @@ BatchNormalization + relu + SeparableConv2D, MaxPooling2D(3, strides=2) and a st
 residual, global average pooling, Dropout(0.5) and a Dense layer. The book's stem keeps the size
 of its 180x180 images; here it has strides 2 (28x28 digits: 12x12 into the blocks), which
 quarters the blocks' work. Augmentation, training and split as in ``resnet_digits.py``.
+
+Measured on a shared 2-core CPU: 5 epochs, test accuracy 0.9855, about 20 s an epoch (38 s for the
+first, compiling included). XLA's CPU backend runs depthwise convolutions slowly: per image this net
+costs about as much as the ResNet of ``resnet_digits.py`` with a fraction of its arithmetic.
 """
 import os
 import sys

@@ -69,10 +69,14 @@ def pytest_configure(config):
 SLOWEST_FIRST = (
     "tests/test_devices.py::test_eight_devices_match_one_device",  # 40 s: two subprocesses, one after the other
     "tests/test_docs.py::test_page_snippets_run[training.md]",  # 24 s
+    "tests/test_saving.py::test_load_model_in_a_fresh_process_predicts_and_trains_on_bitwise",  # 21 s loaded
+    "tests/test_docs.py::test_page_snippets_run[evaluation.md]",  # 21 s loaded
+    "tests/test_docs.py::test_page_snippets_run[tuning.md]",  # 14 s loaded
+    "tests/test_docs.py::test_page_snippets_run[inspection.md]",  # 13 s loaded
+    "tests/test_convnets.py::test_a_small_resnet_learns_a_slice_of_the_digits",  # 13 s loaded
     "tests/test_seq2seq.py::test_transformer_learns_to_reverse_decoded_greedily",  # 21 s
     "tests/test_mnist_cnn.py::test_example_cnn_reaches_97_percent",  # 19 s: three epochs of the README's CNN
     "tests/test_seq2seq.py::test_lstm_encoder_decoder_learns_to_reverse_decoded_greedily",  # 19 s
-    "tests/test_transfer.py::test_transfer_beats_training_from_scratch_on_20_labels",  # 17 s
     "tests/test_metrics.py::test_equal_to_keras_on_real_predictions",  # 16 s
     "tests/test_generative.py::test_the_example_gan_trains_and_saves_a_sample_grid_per_epoch",  # 10 s
     "tests/test_generative.py::test_autoencoders_reconstruct_well_below_the_mean_image_baseline",  # 10 s

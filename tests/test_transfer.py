@@ -58,6 +58,7 @@ def test_freezing_an_unknown_part_lists_the_known_ones():
         trainer().freeze("bass")
 
 
+@pytest.mark.slow  # ~50 s: it pretrains and fine-tunes a BatchNormalization ResNet three times
 def test_transfer_beats_training_from_scratch_on_20_labels(load_example):
     example = load_example("fine_tuning")
     results = example.main(verbose=0)  # (frozen base, fine-tuned, from scratch) test accuracy, 3 draws of 20 labels
