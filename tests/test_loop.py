@@ -63,6 +63,9 @@ def test_fit_runs_on_train_end_and_keeps_a_usable_state_when_interrupted(error, 
 def test_ctrl_c_stops_fit_after_the_running_program_with_its_state(digits8x8):
     x, y = digits8x8[0][:640], digits8x8[1][:640]
     trainer = classifier()
+    # dlkit holds Ctrl-C only over Python's own handler (a program with its own keeps it); a library
+    # an earlier test in this worker imported may have installed another, so start from Python's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     class CtrlC(dlkit.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
