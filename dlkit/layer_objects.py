@@ -39,6 +39,7 @@ import numpy as np
 _OWNER = "_dlkit_owner"  # the Owner record, set with object.__setattr__ on the user's object
 _TRAINABLE = "_dlkit_trainable"  # the trainable flag, when the user has set one
 _STAMPS = itertools.count()  # orders owners: the most recent claim wins
+_LAST_CLAIM: list = [None, None]  # (trainer, model) of the latest claim; a repeat of it changes nothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +142,9 @@ def claim(trainer, model, variables: Mapping) -> None:
       model: its model, as the user built it.
       variables: its variables (to find which objects hold some).
     """
+    if _LAST_CLAIM[0] is trainer and _LAST_CLAIM[1] is model:  # no other claim since: the owners stand
+        return
+    _LAST_CLAIM[:] = [trainer, model]
     stamp = next(_STAMPS)
     for path, module in walk(model):
         if not path or subtree(variables, path):
@@ -191,9 +195,7 @@ def place(variables: dict, plan: list) -> dict:
             warnings.warn(f"{kind} {name!r} carries trained weights from another model but holds no variables "
                           f"here; it starts fresh.", stacklevel=3)
             continue
-        shapes = jax.tree.map(np.shape, fresh)
-        if jax.tree.structure(shapes) != jax.tree.structure(jax.tree.map(np.shape, tree)) or \
-                jax.tree.leaves(shapes) != jax.tree.leaves(jax.tree.map(np.shape, tree)):
+        if _shapes(fresh) != _shapes(tree):
             raise ValueError(
                 f"{kind} {name!r} carries trained weights of shapes {_shapes(tree)} from the model it was "
                 f"trained in, but this model needs {_shapes(fresh)}. A layer object keeps its weights in "
@@ -221,8 +223,9 @@ def _put(tree: dict, path: tuple, value) -> None:
     node[path[-1]] = value
 
 
-def _shapes(tree) -> str:
-    return str(jax.tree.map(lambda a: tuple(np.shape(a)), tree))
+def _shapes(tree) -> dict:
+    """The shape of each array, as nested dicts (compared by ``==``: key order does not matter)."""
+    return jax.tree.map(lambda a: tuple(np.shape(a)), tree)
 
 
 def _owner(module):

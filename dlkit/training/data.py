@@ -320,7 +320,6 @@ class StepsPerEpoch:
     def __init__(self, source, steps: int, what: str, restart: bool = False):
         self.source, self.steps, self.what, self.restart = source, steps, what, restart
         self.iterator = None
-        self.exhausted = False
 
     def __iter__(self):
         if self.restart or self.iterator is None:

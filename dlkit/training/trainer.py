@@ -220,8 +220,9 @@ class Trainer:
         init = jax.jit(initial_state, out_shardings=devices_lib.replicated(self.mesh))
         self.state = init(np.uint32(self.seed), sample, [tree for _, _, tree in plan])
         self._weight_order = order[0]
-        if layer_objects.trainable_rules(self._given):
-            self._restart_optimizer(freezing.merged((), layer_objects.trainable_rules(self._given)))
+        flags = layer_objects.trainable_rules(self._given)
+        if flags:
+            self._restart_optimizer(flags)
         self._claim()
 
     def _bind(self, x, y, what: str = "x") -> _Steps:
@@ -313,11 +314,7 @@ class Trainer:
             run_epoch, steps = (lambda hook: self._run_stream(x, True, hook)), steps_per_epoch
         else:
             validation.stream_only(steps_per_epoch, "steps_per_epoch")
-            x, y = data_lib.to_arrays(x, "x"), self._targets(data_lib.to_arrays(y, "y"))
-            weight = validation.sample_weight(data_lib.to_arrays(sample_weight, "sample_weight"),
-                                              data_lib.num_samples(x, y))
-            if class_weight is not None:
-                weight = data_lib.class_weights(y, class_weight, weight)
+            x, y, weight = self._arrays(x, y, sample_weight, class_weight)
             (x, y, weight), held_out = data_lib.split_validation(x, y, weight, validation_split)
             validation_data = validation_data if validation_data is not None else held_out
             data, n = self._on_device(x, y, weight, "fit")
@@ -326,8 +323,8 @@ class Trainer:
         validate = None
         if validation_data is not None:
             if validation_steps is not None:
-                validation.stream_only(None if data_lib.is_stream(validation_data) else validation_steps,
-                                       "validation_steps")
+                if not data_lib.is_stream(validation_data):
+                    validation.stream_only(validation_steps, "validation_steps")
                 validation_data = data_lib.StepsPerEpoch(validation_data, validation.whole_number(
                     validation_steps, "validation_steps", 1), "validation_steps", restart=True)
             validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
@@ -475,11 +472,7 @@ class Trainer:
         Returns:
           The batch's loss (a float without metrics, else ``[loss, *metrics]``), or the dict.
         """
-        x, y = data_lib.to_arrays(x, "x"), self._targets(data_lib.to_arrays(y, "y"))
-        weight = validation.sample_weight(data_lib.to_arrays(sample_weight, "sample_weight"),
-                                          data_lib.num_samples(x, y))
-        if class_weight is not None:
-            weight = data_lib.class_weights(y, class_weight, weight)
+        x, y, weight = self._arrays(x, y, sample_weight, class_weight)
         batch = (x, y) if weight is None else (x, y, weight)
         logs = self._read(self._run_stream([batch], train=True), train=True)
         self._claim()
@@ -515,10 +508,7 @@ class Trainer:
         """A function returning inference-mode logs on ``source``: ``(x, y[, w])`` arrays or a batch stream."""
         if data_lib.is_stream(source):
             return lambda: self._read(self._run_stream(source, train=False), train=False)
-        x, y, weight = (*source, None, None)[:3]
-        x, y = data_lib.to_arrays(x, f"{what} x"), self._targets(data_lib.to_arrays(y, f"{what} y"))
-        weight = validation.sample_weight(data_lib.to_arrays(weight, f"{what} sample_weight"),
-                                          data_lib.num_samples(x, y), f"{what} sample_weight")
+        x, y, weight = self._arrays(*(*source, None, None)[:3], what=f"{what} ")
         data, n = self._on_device(x, y, weight, what)
         validation.has_test_step(self._steps.test, what)
         return lambda: self._read(self._evaluate_arrays(data, n, batch_size), train=False)
@@ -738,7 +728,8 @@ class Trainer:
 
     def _layer_weights(self, path: tuple) -> list:
         """The weights of the sub-module at ``path`` in Keras' order (``layer.get_weights()``)."""
-        return [w for i, w in enumerate(self.get_weights()) if i in weights.under(self._weight_order, path)]
+        order = self._weight_order
+        return weights.flatten(self.state.variables, [order[i] for i in weights.under(order, path)])
 
     def _set_layer_weights(self, path: tuple, values: list) -> None:
         """Set the weights of the sub-module at ``path`` (``layer.set_weights()``), in Keras' order."""
@@ -868,9 +859,16 @@ class Trainer:
             self.epoch = self._restored_epoch = int(meta["epoch"])
         return epoch
 
-    def _targets(self, y):
-        """Targets keyed by output name, for a list of outputs, in output order (Keras takes both)."""
-        return supervised.in_output_order(y, supervised.list_output_names(self.model))
+    def _arrays(self, x, y, sample_weight, class_weight=None, what: str = ""):
+        """In-memory ``x, y, sample_weight`` as checked arrays: targets keyed by output name put in output
+        order (Keras takes both), one weight per sample, ``class_weight`` multiplied in."""
+        x, y = data_lib.to_arrays(x, f"{what}x"), data_lib.to_arrays(y, f"{what}y")
+        y = supervised.in_output_order(y, supervised.list_output_names(self.model))
+        weight = validation.sample_weight(data_lib.to_arrays(sample_weight, f"{what}sample_weight"),
+                                          data_lib.num_samples(x, y), f"{what}sample_weight")
+        if class_weight is not None:
+            weight = data_lib.class_weights(y, class_weight, weight)
+        return x, y, weight
 
     def _claim(self) -> None:
         """This trainer's variables become the ones its model's layer objects carry (``dlkit.layer_objects``)."""
