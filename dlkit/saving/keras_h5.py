@@ -87,7 +87,7 @@ def write(trainer, path: str) -> None:
     import h5py
 
     values = trainer.get_weights()
-    entries = layout(getattr(trainer, "_given", trainer.model), trainer._weight_order)
+    entries = layout(trainer._given, trainer._weight_order)
     covered = sorted(i for _, _, positions in entries for i in positions)
     if covered != list(range(len(values))):
         raise ValueError("save_weights: some weights belong to no layer of the model's walk (a container's own "
@@ -146,7 +146,7 @@ def read(trainer, path: str) -> None:
         source = path
     values = trainer.get_weights()
     with h5py.File(source, "r") as f:
-        for group, name, positions in layout(getattr(trainer, "_given", trainer.model), trainer._weight_order):
+        for group, name, positions in layout(trainer._given, trainer._weight_order):
             if not positions:
                 continue
             key = f"{group}/vars" if group else "vars"
