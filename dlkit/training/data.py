@@ -6,11 +6,7 @@ import warnings
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-
-from dlkit.training import devices, validation
-from dlkit.training.step import Batch
 
 
 def to_arrays(data: Any, what: str):
@@ -230,74 +226,6 @@ def class_weights(y, class_weight: dict, sample_weight=None) -> np.ndarray:
     lookup = np.vectorize(lambda c: float(class_weight[c]), otypes=[np.float32])
     weights = lookup(classes)
     return weights if sample_weight is None else weights * np.asarray(sample_weight, np.float32)
-
-
-def permutation(rng: jax.Array, step, n: int, shuffle: bool, sharding) -> jax.Array:
-    """An epoch's sample order, a function of the state's RNG and step count alone, so a
-    restored state shuffles as the original would.
-
-    Drawn on the host: it is ``n`` integers, and a device permutation would be one more
-    program to compile.
-
-    Args:
-      rng: the state's key.
-      step: the state's step count (batches trained on).
-      n: the number of samples.
-      shuffle: ``False`` gives ``0 .. n-1``.
-      sharding: where to place the order.
-
-    Returns:
-      An int32 device array of the ``n`` sample indices.
-    """
-    order = np.arange(n, dtype=np.int32)
-    if shuffle:
-        seed = [*np.asarray(jax.random.key_data(rng)).ravel().tolist(), int(step)]
-        order = np.random.default_rng(seed).permutation(order)
-    return jax.device_put(order, sharding)
-
-
-def gather(data, perm, start, rows: int, valid) -> Batch:
-    """One batch gathered on the device (inside a jitted program) from device-resident data.
-
-    Args:
-      data: ``(x, y, sample_weight)``, all the samples.
-      perm: the epoch's sample order.
-      start: the batch's first position in ``perm``.
-      rows: the batch size.
-      valid: how many of the rows are real; the rest (past the data's end) are masked.
-
-    Returns:
-      ``Batch(x, y, sample_weight, mask)`` of rows ``perm[start:start + rows]``, the mask 0 from
-      row ``valid`` on.
-    """
-    offsets = jnp.arange(rows)
-    index = jnp.take(perm, start + offsets, mode="clip")
-    x, y, w = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)  # in range: no fill
-    return Batch(x, y, w, (offsets < valid).astype(jnp.float32))
-
-
-def device_batch(x, y, weight, mesh) -> Batch:
-    """One batch of a stream, checked and placed on the devices: split along the batch axis when
-    its size divides by the number of devices, else whole on each.
-
-    Args:
-      x: the batch's inputs (numpy).
-      y: its targets, or ``None`` (zeros: a custom step may ignore them).
-      weight: its sample weights, or ``None`` (ones).
-      mesh: the devices.
-
-    Returns:
-      A ``Batch`` of device arrays, every row real.
-
-    Raises:
-      ValueError: for arrays of different lengths, or sample weights that do not fit the batch.
-    """
-    rows = num_samples(x, y)
-    weight = validation.sample_weight(weight, rows)
-    weight = np.ones(rows, np.float32) if weight is None else weight
-    y = np.zeros(rows, np.float32) if y is None else y
-    sharding = devices.batch_sharded(mesh) if rows % mesh.size == 0 else devices.replicated(mesh)
-    return jax.device_put(Batch(x, y, weight, np.ones(rows, np.float32)), sharding)
 
 
 class StepsPerEpoch:

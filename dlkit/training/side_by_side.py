@@ -22,6 +22,7 @@ from dlkit import layer_objects, optimizers
 from dlkit.layers.normalization_preprocessing import Normalization
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
+from dlkit.training import feeding
 from dlkit.training.step import Batch
 
 # fit's arguments the side-by-side loop handles (verbose: it prints nothing); with any other, parallel="auto"
@@ -119,7 +120,7 @@ def _side_by_side(trainers: list, train: list, validation: Optional[list], epoch
         validate = _program(first.test_step, False, val_axis, None)
     histories = [{} for _ in trainers]
     for _ in range(epochs):
-        orders = [r[np.asarray(data_lib.permutation(k, s, len(r), shuffle, None))]
+        orders = [r[feeding.permutation(k, s, len(r), shuffle)]
                   for r, k, s in zip(rows, keys, steps)]
         index, mask = _padded(orders, batch_size)
         states, sums = fit_epoch(states, data, index, mask)

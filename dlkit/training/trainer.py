@@ -40,7 +40,7 @@ from dlkit.layers.base import DIAGNOSTICS, LOSSES
 from dlkit.saving import model_file
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
-from dlkit.training import freezing, interrupts, supervised, validation, weights
+from dlkit.training import feeding, freezing, interrupts, supervised, validation, weights
 from dlkit.training import step as step_lib
 from dlkit.training.state import TrainState, hashable, init_optimizer
 
@@ -317,9 +317,9 @@ class Trainer:
             x, y, weight = self._arrays(x, y, sample_weight, class_weight)
             (x, y, weight), held_out = data_lib.split_validation(x, y, weight, validation_split)
             validation_data = validation_data if validation_data is not None else held_out
-            data, n = self._on_device(x, y, weight, "fit")
-            run_epoch = lambda hook: self._run_arrays(data, n, batch_size, shuffle, hook)  # noqa: E731
-            steps = -(-n // batch_size)
+            placed = self._on_device(x, y, weight, "fit")
+            run_epoch = lambda hook: self._run_arrays(placed, batch_size, shuffle, hook)  # noqa: E731
+            steps = -(-placed.n // batch_size)
         validate = None
         if validation_data is not None:
             if validation_steps is not None:
@@ -360,20 +360,24 @@ class Trainer:
             cbs.on_train_end(logs)  # the last epoch's logs, as Keras passes them
         return history
 
-    def _run_arrays(self, data, n: int, batch_size: int, shuffle: bool, hook=None):
-        """One training epoch over device-resident arrays; returns the running totals."""
-        perm = data_lib.permutation(self.state.rng, self.state.step, n, shuffle, devices_lib.replicated(self.mesh))
+    def _run_arrays(self, placed, batch_size: int, shuffle: bool, hook=None):
+        """One training epoch over arrays (``feeding``: resident on the device or fed from the host);
+        returns the running totals."""
+        n = placed.n
+        order = feeding.permutation(self.state.rng, self.state.step, n, shuffle)
         full, tail = divmod(n, batch_size)
         k = self.steps_per_execution
         chunks = [(steps, batch_size) for steps in [k] * (full // k) + ([full % k] if full % k else [])]
         if tail:
             chunks.append((1, batch_size if self._pad_last_batch() else tail))
-        totals, start = self._empty_totals(True), 0
+        totals, start, in_flight = self._empty_totals(True), 0, feeding.InFlight()
         for steps, size in chunks:
-            program = self._chunk_program(True, steps, size)
+            program = self._chunk_program(True, steps, size, placed)
             if hook:
                 hook("begin", start // batch_size, totals)
-            self.state, totals = program(self.state, totals, data, perm, start, min(steps * size, n - start))
+            feed = feeding.chunk_args(placed, order, start, steps, size, min(steps * size, n - start), self.mesh)
+            self.state, totals, done = program(self.state, totals, *feed)
+            in_flight.add(done)
             start += steps * size
             if hook:
                 hook("end", -(-min(start, n) // batch_size) - 1, totals)
@@ -381,8 +385,9 @@ class Trainer:
         return totals
 
     def _run_stream(self, batches, train: bool, hook=None):
-        """One pass over an iterable of batches, each handed to the devices as it comes."""
-        totals, count = None, 0
+        """One pass over an iterable of batches, each checked and sent to the devices while the
+        previous ones run (``feeding.InFlight`` bounds how far ahead)."""
+        totals, count, in_flight = None, 0, feeding.InFlight()
         for batch in batches:
             x, y, weight = data_lib.unpack_batch(batch)
             self.build(x)
@@ -391,13 +396,14 @@ class Trainer:
             if not train:
                 validation.has_test_step(self._steps.test, "evaluate")
             totals = self._empty_totals(train) if totals is None else totals
-            batch = data_lib.device_batch(x, y, weight, self.mesh)
+            batch = feeding.stream_batch(x, y, weight, self.mesh)
             if hook:
                 hook("begin", count, totals)
             if train:
-                self.state, totals = self._batch_program(True)(self.state, totals, batch)
+                self.state, totals, done = self._batch_program(True)(self.state, totals, batch)
             else:
-                totals = self._batch_program(False)(self.state, totals, batch)
+                totals, done = self._batch_program(False)(self.state, totals, batch)
+            in_flight.add(done)
             if hook:
                 hook("end", count, totals)
             self._interrupt.check()
@@ -509,19 +515,21 @@ class Trainer:
         if data_lib.is_stream(source):
             return lambda: self._read(self._run_stream(source, train=False), train=False)
         x, y, weight = self._arrays(*(*source, None, None)[:3], what=f"{what} ")
-        data, n = self._on_device(x, y, weight, what)
+        placed = self._on_device(x, y, weight, what)
         validation.has_test_step(self._steps.test, what)
-        return lambda: self._read(self._evaluate_arrays(data, n, batch_size), train=False)
+        return lambda: self._read(self._evaluate_arrays(placed, batch_size), train=False)
 
-    def _evaluate_arrays(self, data, n: int, batch_size: int):
-        """The test step over device-resident arrays, in order; the last batch runs padded and masked
-        (exact: inference sees no batch statistics)."""
+    def _evaluate_arrays(self, placed, batch_size: int):
+        """The test step over arrays, in order; the last batch runs padded and masked (exact:
+        inference sees no batch statistics)."""
+        n = placed.n
         k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
-        program = self._chunk_program(False, k, batch_size)
-        totals = self._empty_totals(False)
-        perm = data_lib.permutation(self.state.rng, self.state.step, n, False, devices_lib.replicated(self.mesh))
+        program = self._chunk_program(False, k, batch_size, placed)
+        totals, order, in_flight = self._empty_totals(False), np.arange(n, dtype=np.int32), feeding.InFlight()
         for start in range(0, n, k * batch_size):
-            totals = program(self.state, totals, data, perm, start, n - start)
+            totals, done = program(self.state, totals, *feeding.chunk_args(placed, order, start, k, batch_size,
+                                                                            n - start, self.mesh))
+            in_flight.add(done)
         return totals
 
     def predict(self, x, batch_size: Optional[int] = None, verbose: Any = 0, method: Any = None):
@@ -549,62 +557,73 @@ class Trainer:
             self._model_outputs(x, "predict x")  # inputs the model was not built for: a clear error
         else:
             self._require_built(f"predict(method={method!r})")
-        program, data = self._predict_program(batch_size, method), jax.device_put(x, devices_lib.replicated(self.mesh))
-        chunks, problems = zip(*[program(self.state.variables, data, start) for start in range(0, n, batch_size)])
+        resident = feeding.fits_on_device(self.mesh, feeding.nbytes(x))
+        program = self._predict_program(batch_size, method, resident)
+        if resident:
+            data = jax.device_put(x, devices_lib.replicated(self.mesh))
+            chunks, problems = zip(*[program(self.state.variables, data, start) for start in range(0, n, batch_size)])
+        else:  # each batch's rows sent as it runs, split over the devices
+            sharding = devices_lib.batch_sharded(self.mesh) if batch_size % self.mesh.size == 0 \
+                else devices_lib.replicated(self.mesh)
+            chunks, problems = zip(*[program(self.state.variables, feeding.rows_of(
+                x, np.minimum(start + np.arange(batch_size), n - 1), sharding)) for start in range(0, n, batch_size)])
         outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
         counts = jax.tree.map(lambda *counts: sum(counts), *jax.device_get(problems))
         step_lib.raise_checks({step_lib.PROBLEM + k: v for k, v in counts.items()}, "predict")
         return dict(outputs) if isinstance(outputs, Mapping) else outputs  # Keras returns a plain dict
 
     def _on_device(self, x, y, weight, what: str):
-        """Build and bind on ``x, y``, then place ``(x, y, weight)`` on the devices, replicated."""
-        n = data_lib.num_samples(x, y)
+        """Build and bind on ``x, y``, then place ``(x, y, weight)`` for the steps (``feeding.place``)."""
+        data_lib.num_samples(x, y)
         self.build(x)
         self._bind(x, y, what)
         validation.targets_given(y, self._custom_train is None, what)
-        weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
-        y = np.zeros(n, np.float32) if y is None else y
-        return jax.device_put((x, y, weight), devices_lib.replicated(self.mesh)), n
+        return feeding.place(x, y, weight, self.mesh)
 
     # ------------------------------------------------------------------ the compiled programs
-    def _chunk_program(self, train: bool, steps: int, size: int):
-        """``run(state, totals, data, perm, start, valid) -> (state, totals)`` (train) or ``totals``:
-        ``steps`` batches of ``size`` rows, rows ``perm[start:]`` of the data; rows from ``valid`` on
-        are masked out (a short last batch)."""
+    def _chunk_program(self, train: bool, steps: int, size: int, placed):
+        """``run(state, totals, *feed) -> (state, totals, done)`` (train) or ``(totals, done)``:
+        ``steps`` batches of ``size`` rows, gathered from resident data or sliced from the host's
+        stacked batches (``feeding.chunk_args``); masked rows (a short last batch) count for nothing.
+        ``done`` is ready when the program has run (``feeding.InFlight``)."""
         def make():
             step = step_lib.counted(self._steps.train if train else self._steps.test, train)
 
-            def run(state, totals, data, perm, start, valid):
+            def run(state, totals, *feed):
                 for i in range(steps):
-                    batch = devices_lib.split(data_lib.gather(data, perm, start + i * size, size, valid - i * size),
-                                             self.mesh)
+                    batch = devices_lib.split(feeding.batch_in_program(feed, i, size), self.mesh)
                     state, logs = step(state, batch)
                     totals = step_lib.merge_logs(totals, logs)
-                return (state, totals) if train else totals
+                return (state, totals, state.step) if train else (totals, _done(totals))
             return self._jit(run, train)
-        return self._program(("chunk", train, steps, size), make)
+        return self._program(("chunk", train, steps, size, type(placed)), make)
 
     def _batch_program(self, train: bool):
-        """``run(state, totals, batch)``: one batch handed in from a stream."""
+        """``run(state, totals, batch)``: one batch handed in from a stream (outputs as ``_chunk_program``)."""
         def make():
             step = step_lib.counted(self._steps.train if train else self._steps.test, train)
 
             def run(state, totals, batch):
                 state, logs = step(state, batch)
                 totals = step_lib.merge_logs(totals, logs)
-                return (state, totals) if train else totals
+                return (state, totals, state.step) if train else (totals, _done(totals))
             return self._jit(run, train)
         return self._program(("batch", train), make)
 
-    def _predict_program(self, size: int, method=None):
-        """``run(variables, data, start)``: outputs for rows ``start .. start + size`` (clipped)."""
+    def _predict_program(self, size: int, method=None, resident: bool = True):
+        """``run(variables, data, start)``: outputs for rows ``start .. start + size`` (clipped) of
+        resident data, or ``run(variables, x)`` for one batch sent from the host. With several
+        processes the outputs are gathered onto every device, so each process can read them all."""
         def make():
-            def run(variables, data, start):
-                index = start + jnp.arange(size)  # past the end: mode="clip" repeats the last row
-                x = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)
-                return self._forward(variables, devices_lib.split(x, self.mesh), method)
+            def run(variables, data, start=None):
+                if resident:
+                    index = start + jnp.arange(size)  # past the end: mode="clip" repeats the last row
+                    data = jax.tree.map(lambda a: jnp.take(a, index, axis=0, mode="clip"), data)
+                out = self._forward(variables, devices_lib.split(data, self.mesh), method)
+                return jax.lax.with_sharding_constraint(out, devices_lib.replicated(self.mesh)) \
+                    if jax.process_count() > 1 else out
             return self._jit(run, None)
-        return self._program(("predict", size, method), make)
+        return self._program(("predict", size, method, resident), make)
 
     def _empty_totals(self, train: bool) -> dict:
         return jax.device_put(self._steps.train_logs if train else self._steps.test_logs,
@@ -888,6 +907,11 @@ def _as_result(logs: dict, return_dict: bool):
         return logs
     values = list(logs.values())
     return values[0] if len(values) == 1 else values
+
+
+def _done(totals: dict) -> jax.Array:
+    """A scalar computed from a test program's totals: ready when the program has run."""
+    return jnp.sum(jax.tree.leaves(totals)[0])
 
 
 def _as_list(metrics) -> Any:

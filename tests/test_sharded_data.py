@@ -1,0 +1,136 @@
+"""Data sharded, not replicated: on 8 (forced host) devices no device holds a copy of the training set, each
+device's live bytes stay near its share, and the batches are the same rows as on 1 device."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+SCRIPT = r"""
+import json, sys
+import jax, numpy as np
+import dlkit
+from dlkit import layers
+
+x, y = dlkit.datasets.load_digits()
+x, y = x[:4000], y[:4000]
+data_bytes = x.nbytes + y.nbytes
+seen = {"replicated": [], "per_device": []}
+
+def inspect():
+    per_device = {}
+    for a in jax.live_arrays():
+        if a.shape and a.shape[0] in (len(x), 3200, 800) and a.size * a.dtype.itemsize >= 0.1 * data_bytes \
+                and len(a.sharding.device_set) > 1:
+            seen["replicated"].append([list(a.shape), str(a.sharding)])
+        for shard in a.addressable_shards:
+            per_device[shard.device.id] = per_device.get(shard.device.id, 0) + shard.data.nbytes
+    seen["per_device"].append(max(per_device.values()))
+
+class Inspect(dlkit.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch % 10 == 0:
+            inspect()
+    def on_test_end(self, logs=None):
+        inspect()
+
+model = dlkit.Sequential([dlkit.Input((28, 28, 1)), layers.Flatten(), layers.Dense(64, activation="relu"),
+                          layers.Dense(10, activation="softmax")])
+trainer = dlkit.Trainer(model, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+history = trainer.fit(x, y, batch_size=64, epochs=2, validation_split=0.2, verbose=0, callbacks=[Inspect()])
+scores = trainer.evaluate(x, y, batch_size=64, return_dict=True)
+inspect()
+predictions = trainer.predict(x[:500], batch_size=64)
+inspect()
+params = sum(a.nbytes for a in jax.tree.leaves(trainer.state.params))
+print(json.dumps({"devices": trainer.mesh.size, "history": history.history, "scores": scores,
+                  "predictions": predictions[:50].tolist(), "seen": seen, "data_bytes": data_bytes,
+                  "params": params, "kernel": trainer.get_weights()[0][:20].ravel().tolist()}))
+"""
+
+
+def run(devices: int) -> dict:
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return run(1), run(8)
+
+
+def test_no_device_holds_the_training_set(runs):
+    _, eight = runs
+    assert eight["devices"] == 8
+    assert eight["seen"]["replicated"] == []  # no live array of the data set on several devices
+    # Each device holds its rows of the batches in flight and a copy of the (replicated) model, far less
+    # than an eighth of the data: nothing of the data set stays on a device between batches.
+    share = eight["data_bytes"] / 8
+    budget = 4 * eight["params"] + share
+    assert max(eight["seen"]["per_device"]) < budget, (eight["seen"]["per_device"], budget)
+
+
+def test_eight_devices_train_on_the_same_batches_as_one(runs):
+    one, eight = runs
+    assert one["history"]["accuracy"][-1] > 0.8  # it learned (4000 digits, 2 epochs)
+    for key, values in one["history"].items():
+        np.testing.assert_allclose(eight["history"][key], values, rtol=1e-4, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(eight["kernel"], one["kernel"], atol=1e-4)
+    for key, value in one["scores"].items():
+        np.testing.assert_allclose(eight["scores"][key], value, rtol=1e-4, err_msg=key)
+    np.testing.assert_allclose(eight["predictions"], one["predictions"], atol=1e-4)
+
+
+def test_host_fed_arrays_equal_resident_ones_bitwise(monkeypatch):
+    """On one device the two placements (``feeding``) run the same programs on the same rows."""
+    import dlkit
+    from dlkit import layers
+    from dlkit.training import feeding
+
+    x, y = dlkit.datasets.load_digits()
+    x, y = x[:700], y[:700]
+
+    def train():
+        model = dlkit.Sequential([dlkit.Input((28, 28, 1)), layers.Conv2D(4, 3, activation="relu"),
+                                  layers.BatchNormalization(), layers.Flatten(), layers.Dropout(0.3),
+                                  layers.Dense(10, activation="softmax")])
+        trainer = dlkit.Trainer(model, optimizer="adam", loss="sparse_categorical_crossentropy",
+                                metrics=["accuracy"], steps_per_execution=3)
+        history = trainer.fit(x, y, batch_size=64, epochs=2, validation_split=0.1, verbose=0)
+        return history.history, trainer.predict(x[:130], batch_size=64), trainer.get_weights()
+
+    resident = train()
+    monkeypatch.setattr(feeding, "fits_on_device", lambda mesh, size: False)
+    host = train()
+    assert resident[0] == host[0]
+    np.testing.assert_array_equal(resident[1], host[1])
+    for a, b in zip(resident[2], host[2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_in_flight_bounds_how_far_the_host_runs_ahead():
+    import jax
+    import jax.numpy as jnp
+
+    from dlkit.training import feeding
+
+    ready = []
+
+    class Token:
+        def __init__(self, i):
+            self.i = i
+
+        def block_until_ready(self):
+            ready.append(self.i)
+
+    in_flight = feeding.InFlight(depth=2)
+    for i in range(5):
+        in_flight.add(Token(i))
+        assert len(in_flight.pending) <= 2
+    assert ready == [0, 1, 2]  # each wait is on the oldest program still running
+    in_flight.add(jax.jit(lambda v: v + 1)(jnp.zeros(())))  # real arrays work the same
