@@ -352,7 +352,8 @@ def read_meta(directory: str, epoch: Optional[int] = None) -> tuple[int, dict]:
 
 
 def save_state(directory: str, state: TrainState, epoch: int, sample_shape, weights_only: bool = False,
-               allow_nonfinite: bool = False, max_to_keep: Optional[int] = None) -> None:
+               allow_nonfinite: bool = False, max_to_keep: Optional[int] = None,
+               input_state: Optional[dict] = None) -> None:
     """Save a trainer's state (or its weights only) as the checkpoint for ``epoch``, with the
     sample shape that a fresh trainer needs to build the model before restoring.
 
@@ -364,12 +365,15 @@ def save_state(directory: str, state: TrainState, epoch: int, sample_shape, weig
       weights_only: save ``params`` and ``model_state`` only.
       allow_nonfinite: save a state holding NaN or inf too (refused by default).
       max_to_keep: ``None`` keeps every checkpoint, else only the latest ``max_to_keep`` (Orbax's option).
+      input_state: the input pipeline's position (``dlkit.training.pipelines``), JSON, or ``None``.
 
     Raises:
       NonFiniteCheckpointError: if a saved array holds NaN or inf and not ``allow_nonfinite``.
       CheckpointError: if ``directory`` is a file or cannot be written.
     """
     meta = {"epoch": epoch, "weights_only": weights_only, "sample_shape": encode_shape(sample_shape)}
+    if input_state is not None:
+        meta["input_state"] = input_state
     save(directory, epoch, to_tree(state, weights_only), meta, max_to_keep, allow_nonfinite)
 
 

@@ -72,3 +72,32 @@ def test_a_dict_of_named_inputs(digits8x8):
     trainer.fit({k: v[:1400] for k, v in inputs.items()}, y[:1400], epochs=10, verbose=0)
     assert trainer.evaluate({k: v[1400:] for k, v in inputs.items()}, y[1400:], verbose=0)[1] > 0.9
     assert trainer.predict({k: v[:3] for k, v in inputs.items()}).shape == (3, 10)
+
+
+def test_a_dict_of_dataframe_columns_feeds_a_multi_input_model():
+    """Keras' structured-data recipe: one ``Input(shape=(1,), name=column)`` per column, ``x`` a dict of
+    pandas columns (each ``(n,)``, fed to the ``(1,)`` input as Keras does)."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    columns = ["mean_radius", "mean_texture", "mean_smoothness", "worst_concavity", "worst_area"]
+    frame[columns] = (frame[columns] - frame[columns].mean()) / frame[columns].std()
+    train, test = frame.iloc[:450], frame.iloc[450:]
+
+    def trainer():
+        inputs = {c: dlkit.Input((1,), name=c) for c in columns}
+        hidden = layers.Dense(16, activation="relu")(layers.Concatenate()(list(inputs.values())))
+        model = dlkit.Model(inputs, layers.Dense(1, activation="sigmoid")(hidden))
+        return dlkit.Trainer(model, optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+
+    def features(part, as_arrays=False):
+        return {c: part[c].to_numpy()[:, None] if as_arrays else part[c] for c in columns}
+
+    from_frame = trainer()
+    history = from_frame.fit(features(train), train["target"], epochs=20, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert from_frame.evaluate(features(test), test["target"], return_dict=True)["accuracy"] > 0.85
+    from_arrays = trainer()
+    from_arrays.fit(features(train, True), train["target"].to_numpy(), epochs=20, batch_size=32, verbose=0)
+    np.testing.assert_array_equal(from_frame.predict(features(test)), from_arrays.predict(features(test, True)))

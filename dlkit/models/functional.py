@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dlkit import masking, symbolic
@@ -206,6 +207,10 @@ class Model(LayerObject, nn.Module):
         values = {}
         for tensor, name, array in zip(leaves, names, arrays):
             shape = tuple(np.shape(array))
+            if shape[1:] + (1,) == tensor.sample_shape:  # Keras: a column (n,) feeds Input(shape=(1,))
+                array, shape = jnp.expand_dims(array, -1), (*shape, 1)
+            elif len(shape) > 1 and shape[1:] == tensor.sample_shape + (1,) and tensor.sample_shape:
+                array, shape = jnp.squeeze(array, -1), shape[:-1]
             if shape[1:] != tensor.sample_shape:
                 raise ValueError(f"Input '{name}' expects samples of shape {tensor.sample_shape}, got data of "
                                  f"shape {shape} (samples of shape {shape[1:]}).")

@@ -40,7 +40,7 @@ from dlkit.layers.base import DIAGNOSTICS, LOSSES
 from dlkit.saving import model_file
 from dlkit.training import data as data_lib
 from dlkit.training import devices as devices_lib
-from dlkit.training import feeding, freezing, interrupts, supervised, validation, weights
+from dlkit.training import feeding, freezing, interrupts, pipelines, supervised, validation, weights
 from dlkit.training import step as step_lib
 from dlkit.training.state import TrainState, hashable, init_optimizer
 
@@ -143,6 +143,8 @@ class Trainer:
         self._weight_order: list = []
         self._restored_epoch: Optional[int] = None
         self._interrupt = interrupts.NONE
+        self._input: Optional[pipelines.GrainInput] = None  # the last fit's Grain input (its position is saved)
+        self._saved_input = None  # a loaded checkpoint's input position, for the next fit's Grain input
         self.compile(optimizer, loss, metrics, loss_weights, weighted_metrics)
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
         if shape is not None:  # one sample shape, or a tuple/list/dict of them (a multi-input model)
@@ -277,7 +279,9 @@ class Trainer:
 
         Args:
           x: the inputs: an array, a tuple/list/dict of arrays (several inputs), or an iterable
-            of ``(x, y)`` / ``(x, y, sample_weight)`` batches, iterated anew each epoch.
+            of ``(x, y)`` / ``(x, y, sample_weight)`` batches, iterated anew each epoch; a Grain
+            dataset or loader of such batches keeps one iterator across epochs, its position saved
+            in checkpoints (``dlkit.training.pipelines``).
           y: the targets, arrays like ``x`` (not with an iterable ``x``).
           batch_size: rows per step (default 32).
           epochs: the epoch to stop after (counted from 0, as ``initial_epoch``).
@@ -305,13 +309,19 @@ class Trainer:
         epochs = validation.whole_number(epochs, "epochs")
         self._check_initial_epoch(validation.whole_number(initial_epoch, "initial_epoch"))
         callbacks = validation.callbacks(callbacks)
+        self._input, saved_input, self._saved_input = None, self._saved_input, None
         if data_lib.is_stream(x):
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
                                  "validation_data instead of validation_split.")
-            x = x if steps_per_epoch is None else data_lib.StepsPerEpoch(
-                x, validation.whole_number(steps_per_epoch, "steps_per_epoch", 1), "steps_per_epoch")
-            run_epoch, steps = (lambda hook: self._run_stream(x, True, hook)), steps_per_epoch
+            steps = None if steps_per_epoch is None else validation.whole_number(steps_per_epoch,
+                                                                                  "steps_per_epoch", 1)
+            if pipelines.is_grain(x):  # one iterator for the run, its position saved in checkpoints
+                x = self._input = pipelines.wrap(x, steps, saved_input)
+                steps = steps or x.length
+            elif steps is not None:
+                x = data_lib.StepsPerEpoch(x, steps, "steps_per_epoch")
+            run_epoch = lambda hook: self._run_stream(x, True, hook)  # noqa: E731
         else:
             validation.stream_only(steps_per_epoch, "steps_per_epoch")
             x, y, weight = self._arrays(x, y, sample_weight, class_weight)
@@ -831,7 +841,8 @@ class Trainer:
     def save_checkpoint(self, directory: str, epoch: Optional[int] = None, weights_only: bool = False,
                         allow_nonfinite: bool = False) -> None:
         """Save the full training state (or the weights only) as an Orbax checkpoint, with the shape,
-        dtype and SHA-256 of every array; a checkpoint of the same epoch is replaced.
+        dtype and SHA-256 of every array and the position of the last ``fit``'s Grain pipeline
+        (``dlkit.training.pipelines``); a checkpoint of the same epoch is replaced.
 
         Args:
           directory: the checkpoint directory (one sub-directory per saved epoch).
@@ -845,7 +856,8 @@ class Trainer:
         """
         self._require_built("save_checkpoint")
         checkpoints.save_state(directory, self.state, self.epoch if epoch is None else epoch, self._sample_shape,
-                               weights_only, allow_nonfinite=allow_nonfinite)
+                               weights_only, allow_nonfinite=allow_nonfinite,
+                               input_state=None if self._input is None else self._input.state())
 
     def load_checkpoint(self, directory: str, epoch: Optional[int] = None, fallback: bool = True) -> int:
         """Restore the latest (or the given) checkpoint in ``directory``, every array checked against
@@ -876,6 +888,7 @@ class Trainer:
         self._claim()
         if not meta.get("weights_only", False):
             self.epoch = self._restored_epoch = int(meta["epoch"])
+            self._saved_input = meta.get("input_state")
         return epoch
 
     def _arrays(self, x, y, sample_weight, class_weight=None, what: str = ""):
