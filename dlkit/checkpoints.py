@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from dlkit.checksums import describe_arrays, first_changed, first_nonfinite, layout_mismatch
 
@@ -408,8 +409,17 @@ def archive(directory: str, after: int = 0) -> Optional[str]:
       after: keep the checkpoints of epochs ``<= after`` (``0``: move every one).
 
     Returns:
-      The folder they went to, or ``None`` if there was nothing to move.
+      The folder they went to, or ``None`` if there was nothing to move. With several processes
+      the first moves them while the others wait (and get ``None``).
     """
+    if jax.process_count() > 1:
+        target = _archive(directory, after) if jax.process_index() == 0 else None
+        multihost_utils.sync_global_devices(f"dlkit checkpoints archived: {directory}")
+        return target
+    return _archive(directory, after)
+
+
+def _archive(directory: str, after: int) -> Optional[str]:
     if not os.path.isdir(directory):
         return None
     moving = sorted(name for name in os.listdir(directory)
@@ -432,4 +442,7 @@ def delete_all(directory: str) -> None:
     Args:
       directory: the checkpoint directory.
     """
-    shutil.rmtree(directory, ignore_errors=True)
+    if jax.process_index() == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"dlkit checkpoints deleted: {directory}")

@@ -63,7 +63,7 @@ def make_mesh(devices: Optional[list] = None) -> Mesh:
     Returns:
       A ``jax.sharding.Mesh`` over ``devices``.
     """
-    devices = jax.local_devices() if devices is None else list(devices)
+    devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.array(devices), (BATCH_AXIS,))
 
 

@@ -285,7 +285,8 @@ class Trainer:
           y: the targets, arrays like ``x`` (not with an iterable ``x``).
           batch_size: rows per step (default 32).
           epochs: the epoch to stop after (counted from 0, as ``initial_epoch``).
-          verbose: 0 silent, 1 a progress bar, 2 one line per epoch; ``"auto"`` is 1.
+          verbose: 0 silent, 1 a progress bar, 2 one line per epoch; ``"auto"`` is 1 (on the first
+            process only, when several train together).
           callbacks: ``dlkit.callbacks`` objects (their hooks run in this order, then the
             progress bar, then the ``History``).
           validation_split: the fraction of the samples, taken from the end before shuffling,
@@ -338,7 +339,7 @@ class Trainer:
                 validation_data = data_lib.StepsPerEpoch(validation_data, validation.whole_number(
                     validation_steps, "validation_steps", 1), "validation_steps", restart=True)
             validate = self._evaluator(validation_data, validation_batch_size or batch_size, "validation_data")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = int(jax.process_index() == 0) if verbose == "auto" else int(verbose)  # one progress bar per run
 
         history = History()
         progress = [ProgbarLogger()] if verbose else []  # after the user's callbacks, as in Keras
