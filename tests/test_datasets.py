@@ -148,12 +148,16 @@ def test_download_false_raises_where_it_looked_without_the_network(tmp_path, no_
     assert no_network == []
 
 
-def test_preparing_without_tensorflow_says_where_to_prepare(tmp_path, monkeypatch):
-    def needs_tensorflow(self, **kwargs):
-        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+@pytest.mark.parametrize("missing, message", [
+    ("tensorflow", "needs TensorFlow to prepare 'mnist'.*reading the prepared"),
+    ("importlib_resources", "pip install importlib-resources"),
+])
+def test_preparing_without_a_module_tfds_needs_says_what_to_do(tmp_path, monkeypatch, missing, message):
+    def needs_module(self, **kwargs):
+        raise ModuleNotFoundError(f"No module named '{missing}'", name=missing)
 
-    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", needs_tensorflow)
-    with pytest.raises(ModuleNotFoundError, match="needs TensorFlow to prepare 'mnist'.*reading the prepared"):
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", needs_module)
+    with pytest.raises(ModuleNotFoundError, match=message):
         dlkit.datasets.load("mnist", data_dir=tmp_path, download=True)
 
 

@@ -51,13 +51,17 @@ def _prepared_builder(name: str, data_dir, download: bool):
     try:
         builder.download_and_prepare(file_format="array_record")
     except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] != "tensorflow":
-            raise
-        raise ModuleNotFoundError(
-            f"tfds needs TensorFlow to prepare {name!r} (its builder encodes the examples with TensorFlow); "
-            f"reading the prepared files does not. Prepare it once where TensorFlow is installed (`pip install "
-            f"tensorflow`, or on Colab) with dlkit.datasets.load({name!r}, download=True) or `tfds build {name} "
-            f"--file_format=array_record`, then copy the data_dir here.", name=error.name) from error
+        missing = (error.name or "").partition(".")[0]
+        if missing == "tensorflow":
+            raise ModuleNotFoundError(
+                f"tfds needs TensorFlow to prepare {name!r} (its builder encodes the examples with TensorFlow); "
+                f"reading the prepared files does not. Prepare it once where TensorFlow is installed (`pip install "
+                f"tensorflow`, or on Colab) with dlkit.datasets.load({name!r}, download=True) or `tfds build {name} "
+                f"--file_format=array_record`, then copy the data_dir here.", name=error.name) from error
+        if missing == "importlib_resources":  # tfds 4.9 declares it for Python < 3.9 only, and uses it here
+            raise ModuleNotFoundError(f"tfds needs importlib_resources to prepare {name!r}: pip install "
+                                      f"importlib-resources (or {_INSTALL}).", name=error.name) from error
+        raise
     return builder
 
 
