@@ -13,7 +13,7 @@ SNIPPET = re.compile(r"^```python\n(.*?)^```", flags=re.S | re.M)
 # The pages whose snippets run, slowest first (so that two workers finish together), and the
 # pages of prose and tables only: the Keras-word index, the design notes, the measurements.
 TOPIC_PAGES = ["training.md", "sequences.md", "generative.md", "callbacks.md", "evaluation.md", "inspection.md",
-               "tuning.md", "saving.md", "layers.md", "text.md"]
+               "tuning.md", "saving.md", "layers.md", "text.md", "data.md"]
 PROSE_PAGES = {"keras_words.md", "design.md", "benchmarks.md"}
 
 # What a page that trains must have learned, evaluated in its namespace after its last snippet
@@ -25,6 +25,7 @@ OUTCOMES = {
     "sequences.md": ["forecast_history.history['loss'][-1] < forecast_history.history['loss'][0]"],
     "generative.md": ["ae_losses[-1] < ae_losses[0]", "new_digits.shape == (16, 28, 28, 1)"],
     "text.md": ["text_accuracy > 0.9", "new_scores[0, 0] > 0.5 > new_scores[1, 0]"],
+    "data.md": ["array_accuracy > 0.8", "stream_accuracy > 0.8", "len(reshuffled_history.history['loss']) == 3"],
 }
 
 
