@@ -112,24 +112,10 @@ def test_lstm_ref_on_repacked_weights_equals_dlkit():
 
 
 # ---------------------------------------------------------------------------------------- the glue
-def ref_fwd(x, h0, c0, w, lengths, input_size, hidden_size, num_layers, dropout, bidirectional, precision):
-    """``jax.experimental.rnn.lstm_fwd``'s signature on ``lstm_ref``; residuals are the inputs."""
-    out = rnn.lstm_ref(x, h0, c0, *rnn.unpack_lstm_weights(w, input_size, hidden_size, num_layers, bidirectional),
-                       lengths, input_size, hidden_size, num_layers, dropout, bidirectional)
-    return out, (x, h0, c0, w, lengths)
-
-
-def ref_bwd(input_size, hidden_size, num_layers, dropout, bidirectional, precision, residuals, cotangents):
-    x, h0, c0, w, lengths = residuals
-    _, vjp = jax.vjp(lambda *a: ref_fwd(*a, lengths, input_size, hidden_size, num_layers, dropout, bidirectional,
-                                        precision)[0], x, h0, c0, w)
-    return (*vjp(cotangents), jnp.zeros_like(lengths))
-
-
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """The layers believe they run on a GPU, with ``lstm_ref`` for the kernel; records each kernel call."""
-    calls = []
+    calls, (ref_fwd, ref_bwd) = [], cudnn.reference_kernels()
 
     def fwd(*args):
         calls.append("fwd")

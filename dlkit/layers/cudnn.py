@@ -22,8 +22,8 @@ final and initial states.
 Under ``jax.vmap`` (side-by-side K-fold or ensemble training) the kernel, which has no batching
 rule of its own, runs once per vmapped member (``jax.lax.map``), forward and backward alike.
 
-Everything here but the kernel call itself is tested on CPU, with ``jax.experimental.rnn.lstm_ref``
-(the same equations in plain JAX) standing in for the kernel through ``kernels()``. The cuDNN kernel
+Everything here but the kernel call itself is tested on CPU, with ``reference_kernels()``
+(``jax.experimental.rnn.lstm_ref``: the same equations in plain JAX) standing in for ``kernels()``. The cuDNN kernel
 is unverified until run on a GPU: ``scripts/gpu_check.py`` compares its outputs and gradients with
 dlkit's own recurrence on the same weights.
 """
@@ -59,6 +59,29 @@ def kernels():
     from jax.experimental import rnn
 
     return rnn.lstm_fwd, rnn.lstm_bwd
+
+
+def reference_kernels():
+    """``kernels()``'s stand-in without a GPU: ``jax.experimental.rnn.lstm_ref`` (cuDNN's equations in plain
+    JAX) in ``lstm_fwd``/``lstm_bwd``'s signatures, its backward pass JAX's own.
+
+    Returns:
+        ``(fwd, bwd)``; ``fwd``'s residuals are its inputs.
+    """
+    from jax.experimental import rnn
+
+    def fwd(x, h0, c0, w, lengths, input_size, hidden_size, num_layers, dropout, bidirectional, precision=None):
+        unpacked = rnn.unpack_lstm_weights(w, input_size, hidden_size, num_layers, bidirectional)
+        out = rnn.lstm_ref(x, h0, c0, *unpacked, lengths, input_size, hidden_size, num_layers, dropout, bidirectional)
+        return out, (x, h0, c0, w, lengths)
+
+    def bwd(input_size, hidden_size, num_layers, dropout, bidirectional, precision, residuals, cotangents):
+        *inputs, lengths = residuals
+        sizes = (input_size, hidden_size, num_layers, dropout, bidirectional, precision)
+        _, vjp = jax.vjp(lambda x, h0, c0, w: fwd(x, h0, c0, w, lengths, *sizes)[0], *inputs)
+        return (*vjp(cotangents), jnp.zeros_like(lengths))
+
+    return fwd, bwd
 
 
 def unmet(layer, platform: str, mask=None, dtype=jnp.float32, precision=None) -> list:
