@@ -31,17 +31,19 @@ import time
 
 BEST_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
 BATCH = 128
+ROWS = None  # train and test rows kept (None: all); scripts/gpu_check.py --quick keeps a few
 
 
 def data(flat: bool):
     import dlkit
     (x_train, y_train), (x_test, y_test) = dlkit.datasets.split_digits()
+    (x_train, y_train), (x_test, y_test) = ((a[:ROWS], b[:ROWS]) for a, b in ((x_train, y_train), (x_test, y_test)))
     if flat:
         x_train, x_test = x_train.reshape(-1, 784), x_test.reshape(-1, 784)
     return x_train, y_train, x_test, y_test
 
 
-def run_dlkit(epochs: int, tiny: bool, seed: int, variant: str = "sparse"):
+def run_dlkit(epochs: int, tiny: bool, seed: int, variant: str = "sparse", steps_per_execution="auto"):
     """``variant``: ``sparse`` (integer labels, accuracy), ``onehot`` (one-hot labels, accuracy) or
     ``auc`` (one-hot labels, accuracy and AUC): the last two price a streaming metric."""
     import dlkit
@@ -61,7 +63,7 @@ def run_dlkit(epochs: int, tiny: bool, seed: int, variant: str = "sparse"):
         y_train, y_test = dlkit.utils.to_categorical(y_train, 10), dlkit.utils.to_categorical(y_test, 10)
         metrics = ["accuracy", *([dlkit.metrics.AUC(from_logits=True)] if variant == "auc" else [])]
     trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.SGD(0.1, momentum=0.9), loss=loss, metrics=metrics,
-                            seed=seed)
+                            seed=seed, steps_per_execution=steps_per_execution)
     times, began = [], []
     timer = dlkit.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: began.append(time.perf_counter()),

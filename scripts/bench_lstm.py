@@ -33,14 +33,14 @@ def data():
     return x_train.reshape(-1, 28, 28), y_train, x_test.reshape(-1, 28, 28), y_test
 
 
-def run_dlkit(epochs: int, seed: int):
+def run_dlkit(epochs: int, seed: int, steps_per_execution="auto", use_cudnn="auto"):
     import dlkit
     from dlkit import layers
     x_train, y_train, x_test, y_test = data()
-    model = dlkit.Sequential([dlkit.Input((28, 28)), layers.LSTM(UNITS), layers.Dense(10)])
+    model = dlkit.Sequential([dlkit.Input((28, 28)), layers.LSTM(UNITS, use_cudnn=use_cudnn), layers.Dense(10)])
     trainer = dlkit.Trainer(model, optimizer=dlkit.optimizers.Adam(1e-3),
                             loss=dlkit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
-                            seed=seed)
+                            seed=seed, steps_per_execution=steps_per_execution)
     times, began = [], []
     timer = dlkit.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: began.append(time.perf_counter()),

@@ -89,8 +89,42 @@ def _csv_value(value):
 
 
 # Keras' TensorBoard options this version does not implement, with their defaults.
-_TENSORBOARD_UNSUPPORTED = {"write_images": False, "profile_batch": 0, "embeddings_freq": 0,
-                            "embeddings_metadata": None}
+_TENSORBOARD_UNSUPPORTED = {"write_images": False, "embeddings_freq": 0, "embeddings_metadata": None}
+
+
+def profile_range(profile_batch) -> tuple:
+    """Keras' ``profile_batch`` as the 1-based ``(start, stop)`` batches to profile; ``(0, 0)``: none.
+
+    Args:
+        profile_batch: ``N`` (batch ``N`` alone; 0: no profiling), a pair ``(start, stop)`` of positive
+            whole numbers (batches ``start`` to ``stop``, both included), or Keras' string ``'N'`` /
+            ``'start,stop'``.
+
+    Returns:
+        ``(start, stop)``.
+
+    Raises:
+        ValueError: Anything else: a negative number, ``start > stop``, a pair holding 0, a non-integer.
+    """
+    problem = (f"TensorBoard: profile_batch must be a whole number >= 0 (0: no profiling) or a pair (start, stop) "
+               f"of whole numbers with 1 <= start <= stop, got {profile_batch!r}.")
+    value = profile_batch
+    if isinstance(value, str):
+        try:
+            value = [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(problem) from None
+        value = value[0] if len(value) == 1 else value
+    whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)  # noqa: E731
+    if whole(value):
+        start = stop = int(value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(whole, value)) and min(value) >= 1:
+        start, stop = map(int, value)
+    else:
+        raise ValueError(problem)
+    if start < 0 or stop < start:
+        raise ValueError(problem)
+    return start, stop
 
 
 class TensorBoard(Callback):
@@ -109,9 +143,19 @@ class TensorBoard(Callback):
     statistics too), and, given ``activation_data``, each layer's outputs on
     that batch as ``<layer>/activations/histogram`` (one forward pass, compiled
     at each such epoch). Only ``update_freq='epoch'`` is supported (batch values
-    would cost a device sync per step); Keras' image, profiling and embedding
-    options are not implemented and warn if set; ``write_graph`` is accepted and
-    ignored.
+    would cost a device sync per step); Keras' image and embedding options are
+    not implemented and warn if set; ``write_graph`` is accepted and ignored.
+
+    ``profile_batch`` (Keras'): a JAX profiler trace (``jax.profiler.start_trace``) of training
+    batches ``start`` to ``stop``, counted from 1 over the whole ``fit`` as Keras counts them, written
+    under ``log_dir/train/plugins/profile/<run>/`` (``*.xplane.pb`` and ``*.trace.json.gz``), where
+    TensorBoard's profile plugin looks. The device work is waited for at both ends, so the trace holds
+    the profiled batches' programs and no others, each batch marked ``Profiled batch <index>`` (its
+    0-based index in its epoch). With ``steps_per_execution > 1`` several batches are one compiled
+    program, and the trace covers the whole programs that hold the range (over a stream of batches,
+    one program each, it may start up to ``steps_per_execution - 1`` batches early). Only a profiling
+    ``TensorBoard`` asks the loop for batch hooks; a trace that another profiler holds is skipped with
+    a warning.
 
     Args:
         log_dir: The directory of the event files (``train/`` and ``validation/`` under it).
@@ -120,14 +164,15 @@ class TensorBoard(Callback):
         write_images: Not implemented; must stay False (else a warning).
         write_steps_per_second: Also write ``epoch_steps_per_second``.
         update_freq: ``'epoch'`` only (anything else warns).
-        profile_batch: Not implemented; must stay 0 (else a warning).
+        profile_batch: The batch ``N`` to profile, a pair ``(start, stop)`` (both included), or 0: none.
         embeddings_freq: Not implemented; must stay 0 (else a warning).
         embeddings_metadata: Not implemented; must stay ``None`` (else a warning).
         activation_data: A batch of inputs whose layer outputs are written with the weight histograms
             (dlkit's addition; Keras 3 writes weights only); ``None``: weights only.
 
     Raises:
-        ValueError: ``histogram_freq`` is negative or not a whole number.
+        ValueError: ``histogram_freq`` is negative or not a whole number; ``profile_batch`` is not one of
+            the forms above (``profile_range``).
     """
 
     def __init__(self, log_dir="logs", histogram_freq: int = 0, write_graph: bool = True,
@@ -143,8 +188,11 @@ class TensorBoard(Callback):
         self.activation_data = activation_data
         self.write_graph = write_graph
         self.write_steps_per_second = write_steps_per_second
-        given = {"write_images": write_images, "profile_batch": profile_batch,
-                 "embeddings_freq": embeddings_freq, "embeddings_metadata": embeddings_metadata}
+        self._profile = profile_range(profile_batch)
+        if self._profile[0]:  # only now does the loop call batch hooks for us
+            self.on_train_batch_begin, self.on_train_batch_end = self._profile_begin, self._profile_end
+        given = {"write_images": write_images, "embeddings_freq": embeddings_freq,
+                 "embeddings_metadata": embeddings_metadata}
         ignored = [name for name, value in given.items() if value != _TENSORBOARD_UNSUPPORTED[name]]
         if update_freq != "epoch":
             ignored.append("update_freq")
@@ -153,6 +201,8 @@ class TensorBoard(Callback):
                           f"{', '.join(ignored)}.", stacklevel=2)
         self._train_writer = self._val_writer = None
         self._epoch_began = None
+        self._tracing = self._annotation = None
+        self._batches_before = self._last_batch = 0
 
     @property
     def _train_dir(self) -> str:
@@ -169,11 +219,50 @@ class TensorBoard(Callback):
         self._train_writer = SummaryWriter(self._train_dir)
         self._val_writer = None  # created on the first validation values
         self._writer_class = SummaryWriter
+        self._batches_before, self._last_batch, self._tracing = 0, -1, None  # None: not yet; False: done
+
+    def _profile_begin(self, batch: int, logs=None) -> None:
+        """Start the trace before the program that runs batch ``start`` (it runs up to
+        ``steps_per_execution`` batches from ``batch``)."""
+        first = self._batches_before + batch + 1  # Keras' 1-based count over the whole fit
+        last = first + max(1, int(getattr(self.model, "steps_per_execution", 1))) - 1
+        start, stop = self._profile
+        if self._tracing is None and first <= stop and last >= start:
+            jax.block_until_ready(self.model.state)  # the earlier batches' work stays out of the trace
+            try:
+                jax.profiler.start_trace(self._train_dir)
+                self._tracing = True
+            except RuntimeError as error:  # another trace is running: profiling must not stop training
+                warnings.warn(f"TensorBoard could not start the profiler ({error}); not profiling.", stacklevel=2)
+                self._tracing = False
+        if self._tracing:
+            self._annotation = jax.profiler.TraceAnnotation(f"Profiled batch {batch}")
+            self._annotation.__enter__()
+
+    def _profile_end(self, batch: int, logs=None) -> None:
+        """Stop the trace once the program that ran batch ``stop`` has finished."""
+        self._last_batch = batch
+        if self._tracing:
+            self._annotation.__exit__(None, None, None)
+            self._annotation = None
+            if self._batches_before + batch + 1 >= self._profile[1]:
+                self._stop_trace()
+
+    def _stop_trace(self) -> None:
+        if self._annotation is not None:  # fit raised inside a profiled program's hooks
+            self._annotation.__exit__(None, None, None)
+            self._annotation = None
+        try:
+            jax.block_until_ready(self.model.state)
+        finally:
+            jax.profiler.stop_trace()
+            self._tracing = False
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
         self._epoch_began = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._batches_before, self._last_batch = self._batches_before + self._last_batch + 1, -1
         logs = dict(logs or {})
         train = {k: v for k, v in logs.items() if not k.startswith("val_")}
         val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
@@ -212,6 +301,8 @@ class TensorBoard(Callback):
                                                  global_step=epoch)
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
+        if self._tracing:  # fit ended inside the range (fewer batches, or stopped early)
+            self._stop_trace()
         self._close()
 
     def _close(self) -> None:

@@ -8,7 +8,8 @@ the ``k`` gate blocks side by side in Keras' order (LSTM ``i, f, c, o``; GRU
 the initializers draw each gate block on its own (``_per_gate``), where Keras draws whole matrices.
 
 How a call runs: one ``jax.lax.scan`` over time with a hand-written backward
-pass (``dlkit/layers/recurrence.py``). Step ``t`` computes
+pass (``dlkit/layers/recurrence.py``), or, for an ``LSTM`` on a GPU, cuDNN's kernel
+(``dlkit/layers/cudnn.py``, on Keras' conditions). Step ``t`` computes
 ``z_t = x_t @ kernel + h_{t-1} @ recurrent_kernel`` (``_linear``), then the gates
 (``_step``, elementwise).
 
@@ -39,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from dlkit import activations, initializers, regularizers
+from dlkit.layers import cudnn
 from dlkit.layers.base import Layer, add_loss
 from dlkit.layers.recurrence import plus_bias, project, recurrence
 
@@ -140,7 +142,8 @@ class _RNN(Layer):
                 raise ValueError(f"{type(self).__name__}: {what} must be in [0, 1), got {rate}.")
         batch, steps, features = inputs.shape
         weights = self._weights(features)
-        xs = jnp.swapaxes(inputs.astype(weights[0].dtype), 0, 1)  # time-major for scan
+        inputs = inputs.astype(weights[0].dtype)
+        xs = jnp.swapaxes(inputs, 0, 1)  # time-major for scan
         if mask is not None:
             mask = jnp.asarray(mask).astype(bool)
             if mask.shape != (batch, steps):
@@ -149,7 +152,23 @@ class _RNN(Layer):
             mask = jnp.swapaxes(mask, 0, 1)[..., None]
 
         states = self._initial_states(initial_state, batch, xs.dtype)
+        masks = self._dropout_masks(training, batch, features)
+        if self._takes_cudnn(mask, xs.dtype):
+            output, states = cudnn.lstm(inputs, weights, states, masks[0], self.return_sequences, self.go_backwards)
+        else:
+            output, states = self._loop(weights, xs, states, masks, mask)
+        if self.return_state:
+            return [output, *states]
+        return output
 
+    @nn.nowrap
+    def _takes_cudnn(self, mask, dtype) -> bool:
+        """Whether this call runs cuDNN's kernel (``dlkit/layers/cudnn.py``); only ``LSTM`` can."""
+        return False
+
+    @nn.nowrap
+    def _loop(self, weights, xs, states, masks, mask):
+        """dlkit's own recurrence over time-major ``xs``; returns ``(output, final states)``."""
         def cell(masks, weights, z, states, m_t):
             output, new_states = self._step(masks, weights, z, states)
             if m_t is not None:  # masked step: keep the states, repeat (or zero) the output
@@ -157,9 +176,8 @@ class _RNN(Layer):
                 output = jnp.where(m_t, output, jnp.zeros_like(output) if self.zero_output_for_mask else states[0])
             return output, tuple(new_states)
 
-        consts = (self._dropout_masks(training, batch, features), mask)
         states, outputs = recurrence(self._linear, cell, self.return_sequences, self.go_backwards,
-                                      steps if self.unroll else 1, weights, xs, states, consts)
+                                      len(xs) if self.unroll else 1, weights, xs, states, (masks, mask))
         if self.return_sequences:
             if self.go_backwards:  # scan(reverse=True) leaves outputs at input positions; Keras returns
                 outputs = outputs[::-1]  # them in processing order
@@ -168,9 +186,7 @@ class _RNN(Layer):
             output = states[0]
             if mask is not None and self.zero_output_for_mask:
                 output = jnp.where(mask[0 if self.go_backwards else -1], output, 0.0)
-        if self.return_state:
-            return [output, *states]
-        return output
+        return output, states
 
     @nn.nowrap
     def _initial_states(self, initial_state, batch: int, dtype):
@@ -285,6 +301,9 @@ class LSTM(_RNN):
         return_state: Also return the final states.
         go_backwards: Process the sequence from its last step to its first.
         unroll: Unroll the time loop fully (``scan(unroll=time)``): faster for short sequences.
+        use_cudnn: ``'auto'``: cuDNN's kernel on a GPU when Keras' conditions hold
+            (``dlkit/layers/cudnn.py``; unverified until run on a GPU), else dlkit's recurrence;
+            ``True``: cuDNN or a ValueError; ``False``: never.
         zero_output_for_mask: Output zeros (not the previous output) at masked steps.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
 
@@ -299,7 +318,8 @@ class LSTM(_RNN):
         with ``return_state``.
 
     Raises:
-        ValueError: Inputs not rank 3, a dropout rate outside ``[0, 1)``, or a misshapen ``mask``/``initial_state``.
+        ValueError: Inputs not rank 3, a dropout rate outside ``[0, 1)``, a misshapen ``mask``/``initial_state``,
+            ``use_cudnn`` not ``'auto'``/``True``/``False``, or ``use_cudnn=True`` where cuDNN cannot run.
     """
 
     units: int
@@ -319,10 +339,20 @@ class LSTM(_RNN):
     return_state: bool = False
     go_backwards: bool = False
     unroll: bool = False
+    use_cudnn: Any = "auto"
     zero_output_for_mask: bool = False
     keras_name: ClassVar[str] = "lstm"
     gates: ClassVar[int] = 4
     state_count: ClassVar[int] = 2
+
+    def __post_init__(self):
+        if not (self.use_cudnn is True or self.use_cudnn is False or self.use_cudnn == "auto"):
+            raise ValueError(f"LSTM: use_cudnn must be 'auto', True or False, got {self.use_cudnn!r}.")
+        super().__post_init__()
+
+    @nn.nowrap
+    def _takes_cudnn(self, mask, dtype) -> bool:
+        return cudnn.use_cudnn(self, cudnn.backend(), mask, dtype, cudnn.default_precision())
 
     @nn.nowrap
     def _bias_initializer(self):
