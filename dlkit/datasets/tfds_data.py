@@ -80,9 +80,9 @@ def load(name: str, split="train", *, data_dir=None, download: bool = False, bat
 
     The examples come as tfds decodes them, as numpy: images stay uint8 (a dlkit layer casts
     integer inputs to float32, as Keras does), labels int64, text ``bytes``. ``fit``/``evaluate``
-    take the result as a stream of batches (``trainer.fit(ds, epochs=3)``); each pass reads the
-    same order (a ``grain.MapDataset`` is an indexed view): for a new order every epoch, see
-    docs/data.md.
+    take the result as a stream of batches (``trainer.fit(ds, epochs=3)``); ``fit`` keeps one
+    iterator over it for the run, so with ``shuffle=True`` each epoch is a new order and a resumed
+    run continues the pipeline where it stopped (``dlkit.training.pipelines``).
 
     Args:
       name: the tfds name, e.g. ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"imdb_reviews"``
