@@ -135,3 +135,39 @@ def split(batch, mesh: Mesh):
     rows = jax.tree.leaves(batch)[0].shape[0]
     sharding = batch_sharded(mesh) if rows % mesh.size == 0 else replicated(mesh)
     return jax.lax.with_sharding_constraint(batch, sharding)
+
+
+SHARDINGS = ("replicated", "fsdp")
+
+
+def state_shardings(state, mesh: Mesh, sharding: str):
+    """Where each array of a training state lives: a full copy on every device (``"replicated"``,
+    data parallelism), or split over them (``"fsdp"``: fully sharded data parallelism, Zhao et al.
+    2023, "PyTorch FSDP"; Keras' ``ModelParallel`` with a layout per weight).
+
+    Under ``"fsdp"`` every array of the parameters, the optimizer state and the other collections
+    is split along its largest axis that divides by the number of devices (the first such axis on
+    a tie); arrays without one (scalars, odd sizes) stay replicated. XLA gathers a weight where
+    a step needs it whole and scatters its gradient back, so each device keeps ``1/n`` of the state
+    between steps and the computation is that of ``"replicated"``.
+
+    Args:
+      state: the ``TrainState`` (or any pytree of arrays or shape structs).
+      mesh: the devices.
+      sharding: ``"replicated"`` or ``"fsdp"``.
+
+    Returns:
+      A pytree of ``NamedSharding`` with ``state``'s structure.
+    """
+    whole = replicated(mesh)
+    if sharding == "replicated":
+        return jax.tree.map(lambda _: whole, state)
+
+    def split(leaf):
+        shape = getattr(leaf, "shape", ())
+        axes = [i for i, size in enumerate(shape) if size % mesh.size == 0 and size >= mesh.size]
+        if not axes or mesh.size == 1:
+            return whole
+        axis = max(axes, key=lambda i: (shape[i], -i))
+        return NamedSharding(mesh, PartitionSpec(*[BATCH_AXIS if i == axis else None for i in range(len(shape))]))
+    return jax.tree.map(split, state)

@@ -100,9 +100,12 @@ class Trainer:
         model keeps batch statistics, which would see the padding rows.
       train_step: a pure ``(state, batch) -> (state, logs)`` replacing the supervised step.
       test_step: a pure ``(state, batch) -> logs`` for ``evaluate`` and validation.
+      sharding: ``"replicated"`` (a full copy of the state on every device, data parallelism) or
+        ``"fsdp"`` (params and optimizer state split over the devices, gathered where a step needs
+        them: ``dlkit.training.devices.state_shardings``); batches are split over the devices either way.
 
     Raises:
-      ValueError: for an unknown loss name, or a ``test_step`` without a ``train_step``.
+      ValueError: for an unknown loss name or ``sharding``, or a ``test_step`` without a ``train_step``.
     """
 
     def __init__(self, model, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
@@ -111,7 +114,7 @@ class Trainer:
                  input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
                  compiler_options: Optional[dict] = None, devices: Optional[list] = None,
                  pad_last_batch: Optional[bool] = None, train_step: Optional[Callable] = None,
-                 test_step: Optional[Callable] = None):
+                 test_step: Optional[Callable] = None, sharding: str = "replicated"):
         self.model = model
         self._given = model  # the user's object: its layer objects carry weights and trainable flags
         self._step_args = (train_step, test_step)
@@ -121,6 +124,8 @@ class Trainer:
             raise ValueError("A test_step needs its train_step: pass train_step= as well (or define both on the "
                              "model's class).")
         self.seed = validation.seed(seed)
+        self.sharding = validation.choice(sharding, devices_lib.SHARDINGS, "sharding")
+        self._shardings = None  # the state's shardings (``_place``)
         self.mesh = devices_lib.make_mesh(devices)
         backend = self.mesh.devices.flat[0].platform
         self.steps_per_execution = (_STEPS_PER_EXECUTION.get(backend, _DEFAULT_STEPS_PER_EXECUTION)
@@ -218,9 +223,11 @@ class Trainer:
             variables = layer_objects.place(variables, [(p, k, c) for (p, k, _), c in zip(plan, carried)])
             return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply)
 
-        # One compiled program: cheaper than running each initializer eagerly.
-        init = jax.jit(initial_state, out_shardings=devices_lib.replicated(self.mesh))
-        self.state = init(np.uint32(self.seed), sample, [tree for _, _, tree in plan])
+        # One compiled program: cheaper than running each initializer eagerly. Each array is made
+        # where it lives (split over the devices under "fsdp": never a whole copy on each).
+        args = (np.uint32(self.seed), sample, [tree for _, _, tree in plan])
+        self._shardings = devices_lib.state_shardings(jax.eval_shape(initial_state, *args), self.mesh, self.sharding)
+        self.state = jax.jit(initial_state, out_shardings=self._shardings)(*args)
         self._weight_order = order[0]
         flags = layer_objects.trainable_rules(self._given)
         if flags:
@@ -604,6 +611,7 @@ class Trainer:
                 for i in range(steps):
                     batch = devices_lib.split(feeding.batch_in_program(feed, i, size), self.mesh)
                     state, logs = step(state, batch)
+                    state = self._keep_placed(state)
                     totals = step_lib.merge_logs(totals, logs)
                 return (state, totals, state.step) if train else (totals, _done(totals))
             return self._jit(run, train)
@@ -616,6 +624,7 @@ class Trainer:
 
             def run(state, totals, batch):
                 state, logs = step(state, batch)
+                state = self._keep_placed(state)
                 totals = step_lib.merge_logs(totals, logs)
                 return (state, totals, state.step) if train else (totals, _done(totals))
             return self._jit(run, train)
@@ -734,8 +743,7 @@ class Trainer:
         self._require_built("set_weights")
         variables = weights.unflatten(self.state.variables, self._weight_order, values)
         params = variables.pop("params")
-        self.state = jax.device_put(self.state.replace(params=params, model_state=variables),
-                                    devices_lib.replicated(self.mesh))
+        self.state = self._place(self.state.replace(params=params, model_state=variables))
         self._claim()
 
     def get_layer(self, name: str):
@@ -827,8 +835,17 @@ class Trainer:
 
     def _restart_optimizer(self, rules) -> None:
         tx = hashable(freezing.masked(self.tx, self.state.params, rules))
-        state = self.state.replace(tx=tx, frozen=rules, opt_state=init_optimizer(tx, self.state.params))
-        self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
+        self.state = self._place(self.state.replace(tx=tx, frozen=rules, opt_state=init_optimizer(tx, self.state.params)))
+
+    def _place(self, state: TrainState) -> TrainState:
+        """``state`` on the devices as ``sharding`` says (``devices.state_shardings``), the shardings
+        kept: every program keeps the state it returns there."""
+        self._shardings = devices_lib.state_shardings(state, self.mesh, self.sharding)
+        return jax.device_put(state, self._shardings)
+
+    def _keep_placed(self, state: TrainState) -> TrainState:
+        """Inside a program: the new state where the old one lived (under ``"fsdp"``, still split)."""
+        return state if self.sharding == "replicated" else jax.lax.with_sharding_constraint(state, self._shardings)
 
     @property
     def optimizer(self) -> optimizers.TrainerOptimizer:
@@ -885,7 +902,7 @@ class Trainer:
             return self.state
 
         epoch, meta, state = checkpoints.load_state(directory, epoch, template, fallback)
-        self.state = jax.device_put(state, devices_lib.replicated(self.mesh))
+        self.state = self._place(state)
         self._claim()
         if not meta.get("weights_only", False):
             self.epoch = self._restored_epoch = int(meta["epoch"])

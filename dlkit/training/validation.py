@@ -105,6 +105,25 @@ def whole_number(value: Any, what: str, minimum: int = 0) -> int:
     return int(value)
 
 
+def choice(value: Any, allowed: tuple, what: str) -> str:
+    """A string argument with a few valid values, such as ``sharding``.
+
+    Args:
+      value: the value given.
+      allowed: the valid values.
+      what: the argument's name.
+
+    Returns:
+      The value.
+
+    Raises:
+      ValueError: for any other value, listing the valid ones.
+    """
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+    return value
+
+
 def callbacks(value: Any) -> list:
     """Keras' ``callbacks=``: a list of callback instances, or a single one.
 
