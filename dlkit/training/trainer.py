@@ -835,7 +835,8 @@ class Trainer:
 
     def _restart_optimizer(self, rules) -> None:
         tx = hashable(freezing.masked(self.tx, self.state.params, rules))
-        self.state = self._place(self.state.replace(tx=tx, frozen=rules, opt_state=init_optimizer(tx, self.state.params)))
+        opt_state = init_optimizer(tx, self.state.params)
+        self.state = self._place(self.state.replace(tx=tx, frozen=rules, opt_state=opt_state))
 
     def _place(self, state: TrainState) -> TrainState:
         """``state`` on the devices as ``sharding`` says (``devices.state_shardings``), the shardings
