@@ -78,3 +78,29 @@ def test_an_iter_dataset_epoch_is_one_pass():
 def test_a_position_from_another_pipeline_is_refused():
     with pytest.raises(ValueError, match="does not fit this Grain pipeline"):
         pipelines.wrap(loader(), 6, {"grain": {"next_index": 3}})
+
+
+def test_a_tfds_data_source_is_batched_and_shuffled_as_arrays(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    images = X  # float32 features, as stored
+    dlkit.datasets.save_arrays("pipeline_digits", {"train": (images[:500], Y[:500]), "test": (images[500:], Y[500:])},
+                               data_dir=str(tmp_path))
+    source = tfds.data_source("pipeline_digits", split="train", data_dir=str(tmp_path))
+    from_source, from_arrays = trainer(), trainer()
+    history = from_source.fit(source, batch_size=50, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert len(history.history["loss"]) == 3
+    test = tfds.data_source("pipeline_digits", split="test", data_dir=str(tmp_path))
+    scores = from_source.evaluate(test, batch_size=50, return_dict=True)
+    assert scores["accuracy"] > 0.6
+    from_arrays.set_weights(from_source.get_weights())
+    arrays = from_arrays.evaluate(images[500:], Y[500:], return_dict=True)
+    np.testing.assert_allclose(scores["accuracy"], arrays["accuracy"])  # every test example, once
+    np.testing.assert_allclose(from_source.predict(test, batch_size=50), from_arrays.predict(images[500:]),
+                               atol=1e-6)
+
+
+def test_a_stream_of_single_examples_is_named():
+    examples = grain.MapDataset.source(np.arange(100)).map(lambda i: (X[i], Y[i]))
+    with pytest.raises(ValueError, match="one example at a time"):
+        trainer().fit(examples, epochs=1, verbose=0)

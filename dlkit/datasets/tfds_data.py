@@ -65,13 +65,21 @@ def _prepared_builder(name: str, data_dir, download: bool):
     return builder
 
 
-def _pick(keys, example):
-    """``example``'s features named by ``keys`` (a feature name, or a tuple/dict of them)."""
+def pick(keys, example):
+    """``example``'s features named by ``keys``: tfds' supervised keys as ``(x, y)``.
+
+    Args:
+      keys: a feature name, or a tuple/dict of them (nested as tfds' ``supervised_keys``).
+      example: one example's feature dict.
+
+    Returns:
+      The features in the structure of ``keys``.
+    """
     if isinstance(keys, str):
         return example[keys]
     if isinstance(keys, Mapping):
-        return {key: _pick(value, example) for key, value in keys.items()}
-    return tuple(_pick(key, example) for key in keys)
+        return {key: pick(value, example) for key, value in keys.items()}
+    return tuple(pick(key, example) for key in keys)
 
 
 def load(name: str, split="train", *, data_dir=None, download: bool = False, batch_size=None, shuffle: bool = False,
@@ -126,7 +134,7 @@ def load(name: str, split="train", *, data_dir=None, download: bool = False, bat
     if shuffle:
         dataset = dataset.shuffle(seed=seed)
     if as_supervised:
-        dataset = dataset.map(functools.partial(_pick, keys))
+        dataset = dataset.map(functools.partial(pick, keys))
     if batch_size is not None:
         dataset = dataset.batch(int(batch_size), drop_remainder=drop_remainder)
     return dataset

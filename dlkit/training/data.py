@@ -195,6 +195,9 @@ def unpack_batch(batch):
         raise ValueError(f"Each batch must be a tuple (x, y) or (x, y, sample_weight); got {type(batch).__name__}"
                          f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}.")
     x, y, *weight = batch
+    if y is not None and not isinstance(y, (dict, tuple, list)) and np.ndim(y) == 0:
+        raise ValueError("A batch's y is a single value: the stream yields one example at a time, not batches. "
+                         "Batch it first, e.g. grain_dataset.batch(32) or dlkit.datasets.load(..., batch_size=32).")
     weight = to_arrays(weight[0], "sample_weight") if weight else None
     return to_arrays(x, "x"), to_arrays(y, "y"), weight
 

@@ -35,6 +35,52 @@ def is_grain(source) -> bool:
         base.__name__ in ("MapDataset", "IterDataset", "DataLoader") for base in type(source).__mro__)
 
 
+def is_data_source(source) -> bool:
+    """Whether ``source`` is a tensorflow-datasets data source (``tfds.data_source(...)``): examples
+    by index, each a dict of features.
+
+    Args:
+      source: what ``fit`` got as ``x``.
+
+    Returns:
+      True for tfds' random-access sources (checked by module, without importing tfds).
+    """
+    return type(source).__module__.startswith("tensorflow_datasets.") and hasattr(source, "__getitem__") \
+        and hasattr(source, "__len__") and hasattr(source, "dataset_info")
+
+
+def from_data_source(source, batch_size: int, shuffle: bool, seed: int):
+    """A tfds data source as a Grain pipeline of ``(x, y)`` batches, by its supervised keys.
+
+    ``fit`` batches and shuffles it as it does arrays: ``batch_size`` examples a batch, a new
+    order each epoch (``GrainInput`` continues the shuffled pipeline from epoch to epoch).
+
+    Args:
+      source: a ``tfds.data_source(...)`` result.
+      batch_size: examples per batch.
+      shuffle: shuffle the examples, by ``seed``.
+      seed: the shuffle's seed (the Trainer's).
+
+    Returns:
+      A ``grain.MapDataset`` of batches.
+
+    Raises:
+      ValueError: the dataset has no supervised keys (so no ``(x, y)``), naming the fix.
+    """
+    import grain
+
+    from dlkit.datasets.tfds_data import pick
+
+    keys = source.dataset_info.supervised_keys
+    if not keys:
+        raise ValueError(f"The tfds data source of {source.dataset_info.name!r} has no supervised keys, so fit cannot "
+                         f"tell x from y; map it to (x, y) first: grain.MapDataset.source(source).map(lambda e: "
+                         f"(e['feature'], e['label'])).batch({batch_size}).")
+    dataset = grain.MapDataset.source(source)
+    dataset = dataset.shuffle(seed=seed) if shuffle else dataset
+    return dataset.map(lambda example: pick(keys, example)).batch(batch_size)
+
+
 def _finite_length(source) -> Optional[int]:
     """The batches of a finite ``MapDataset``; ``None`` for other sources and endless ones."""
     if not any(base.__name__ == "MapDataset" for base in type(source).__mro__):

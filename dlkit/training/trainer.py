@@ -288,7 +288,8 @@ class Trainer:
           x: the inputs: an array, a tuple/list/dict of arrays (several inputs), or an iterable
             of ``(x, y)`` / ``(x, y, sample_weight)`` batches, iterated anew each epoch; a Grain
             dataset or loader of such batches keeps one iterator across epochs, its position saved
-            in checkpoints (``dlkit.training.pipelines``).
+            in checkpoints (``dlkit.training.pipelines``); a tfds data source is batched by
+            ``batch_size`` and shuffled by ``shuffle``, as arrays are.
           y: the targets, arrays like ``x`` (not with an iterable ``x``).
           batch_size: rows per step (default 32).
           epochs: the epoch to stop after (counted from 0, as ``initial_epoch``).
@@ -318,6 +319,8 @@ class Trainer:
         self._check_initial_epoch(validation.whole_number(initial_epoch, "initial_epoch"))
         callbacks = validation.callbacks(callbacks)
         self._input, saved_input, self._saved_input = None, self._saved_input, None
+        if pipelines.is_data_source(x):  # examples by index, batched and shuffled here as arrays are
+            x = pipelines.from_data_source(x, batch_size, shuffle, self.seed)
         if data_lib.is_stream(x):
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("When x yields (x, y) batches, pass y and sample_weight inside the batches, and "
@@ -476,6 +479,7 @@ class Trainer:
           or the dict.
         """
         batch_size = data_lib.check_batch_size(batch_size)
+        x = pipelines.from_data_source(x, batch_size, False, 0) if pipelines.is_data_source(x) else x
         source = x if data_lib.is_stream(x) else (x, y, sample_weight)
         logs = self._evaluator(source, batch_size, "evaluate")()
         if verbose not in (0, "auto") or verbose is True:
@@ -563,6 +567,8 @@ class Trainer:
         Returns:
           The outputs, batch axis first; several outputs as a list/tuple/dict as the model returns them.
         """
+        if pipelines.is_data_source(x):
+            x = pipelines.from_data_source(x, data_lib.check_batch_size(batch_size), False, 0)
         if data_lib.is_stream(x):
             parts = [self.predict(b[0] if isinstance(b, (tuple, list)) else b, batch_size=batch_size, method=method)
                      for b in x]
