@@ -62,11 +62,13 @@ def to_tree(state: TrainState, weights_only: bool = False) -> dict:
 
     Returns:
       ``{"params", "model_state"}``, plus ``"step"``, ``"opt_state"`` and ``"rng"`` (the key's
-      raw data) unless ``weights_only``.
+      raw data), and ``"loss_scale"`` under ``"mixed_float16"``, unless ``weights_only``.
     """
     tree = {"params": state.params, "model_state": state.model_state}
     if not weights_only:
         tree.update(step=state.step, opt_state=state.opt_state, rng=jax.random.key_data(state.rng))
+        if getattr(state, "loss_scale", None) is not None:  # mixed_float16's loss scale resumes too
+            tree["loss_scale"] = {"scale": state.loss_scale.scale, "fin_steps": state.loss_scale.fin_steps}
     return tree
 
 
@@ -83,6 +85,8 @@ def from_tree(state: TrainState, tree: dict) -> TrainState:
     parts = {"params": tree["params"], "model_state": tree["model_state"]}
     if "opt_state" in tree:
         parts.update(step=tree["step"], opt_state=tree["opt_state"], rng=jax.random.wrap_key_data(tree["rng"]))
+    if "loss_scale" in tree:
+        parts["loss_scale"] = state.loss_scale.replace(**tree["loss_scale"])
     return state.replace(**parts)
 
 

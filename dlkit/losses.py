@@ -13,7 +13,8 @@ classes reduce to the batch mean, optionally weighted, as Keras' ``Loss`` does.
 With ``from_logits=False`` (Keras' default) ``y_pred`` holds probabilities,
 clipped to ``[1e-7, 1 - 1e-7]`` (and, for the categorical losses, first divided by
 their sum over the last axis, as Keras does); with ``from_logits=True`` raw scores,
-through the numerically stable optax forms.
+through the numerically stable optax forms. Half-precision outputs (a ``"mixed_bfloat16"`` model's)
+are cast to float32 first, as Keras computes losses in float32.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlkit import mixed_precision
 from dlkit._registry import lookup
 
 EPSILON = 1e-7
@@ -218,7 +220,7 @@ class Loss:
         Returns:
             Array ``(batch,)``.
         """
-        values = self.per_sample(y_true, y_pred)
+        values = self.per_sample(y_true, mixed_precision.float32(y_pred))
         return values.reshape(values.shape[0], -1).mean(axis=-1) if values.ndim > 1 else values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -232,7 +234,7 @@ class Loss:
         Returns:
             A scalar: the mean of ``per_sample`` (weighted when ``sample_weight`` is given).
         """
-        values = self.per_sample(jnp.asarray(y_true), jnp.asarray(y_pred))
+        values = self.per_sample(jnp.asarray(y_true), mixed_precision.float32(jnp.asarray(y_pred)))
         if sample_weight is None:
             return jnp.mean(values)
         weights = jnp.broadcast_to(jnp.asarray(sample_weight, values.dtype), values.shape)

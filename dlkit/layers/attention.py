@@ -17,11 +17,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlkit import initializers
+from dlkit import initializers, mixed_precision
 from dlkit.layers.base import Layer
 from dlkit.layers.core import Dense, Dropout
 
-_LARGE_NEGATIVE = -1e9  # Keras' value for float32 scores at masked positions
+
+def _large_negative(dtype) -> float:
+    """Keras' score at masked positions: -1e9, or -3e4 in float16, whose range ends at 65504."""
+    return -3e4 if jnp.dtype(dtype) == jnp.float16 else -1e9
 
 
 class LayerNormalization(Layer):
@@ -41,13 +44,16 @@ class LayerNormalization(Layer):
         beta_initializer: Initializer of ``beta``.
         gamma_initializer: Initializer of ``gamma``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array of any rank.
         training: Unused; Keras' flag.
 
     Returns:
-        A float32 array of the shape of ``inputs``.
+        An array of the shape of ``inputs``, in the compute dtype (the statistics are computed in
+        float32 at least, as Keras does).
     """
 
     axis: Union[int, Sequence[int]] = -1
@@ -57,24 +63,25 @@ class LayerNormalization(Layer):
     beta_initializer: Any = "zeros"
     gamma_initializer: Any = "ones"
     keras_name: ClassVar[str] = "layer_normalization"
+    autocast: ClassVar[bool] = False
 
     @nn.compact
     def call(self, inputs, training: bool = False):
         axes = (self.axis,) if isinstance(self.axis, int) else tuple(self.axis)
         axes = tuple(sorted(a % inputs.ndim for a in axes))
-        x = inputs.astype(jnp.float32)
+        x = inputs.astype(jnp.promote_types(inputs.dtype, jnp.float32))
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
         param_shape = tuple(inputs.shape[a] for a in axes)
         broadcast = tuple(inputs.shape[a] if a in axes else 1 for a in range(inputs.ndim))
         if self.scale:
-            gamma = self.param("gamma", initializers.get(self.gamma_initializer), param_shape, jnp.float32)
-            y = y * gamma.reshape(broadcast)
+            gamma = self.param("gamma", initializers.get(self.gamma_initializer), param_shape, self.variable_dtype)
+            y = y * gamma.reshape(broadcast).astype(y.dtype)
         if self.center:
-            beta = self.param("beta", initializers.get(self.beta_initializer), param_shape, jnp.float32)
-            y = y + beta.reshape(broadcast)
-        return y
+            beta = self.param("beta", initializers.get(self.beta_initializer), param_shape, self.variable_dtype)
+            y = y + beta.reshape(broadcast).astype(y.dtype)
+        return mixed_precision.cast_floating(y, self.compute_dtype)
 
 
 class _EinsumDense(Layer):
@@ -90,10 +97,10 @@ class _EinsumDense(Layer):
 
     @nn.compact
     def call(self, inputs, training: bool = False):
-        kernel = self.param("kernel", initializers.get(self.kernel_initializer), tuple(self.kernel_shape), jnp.float32)
+        kernel = self.weight("kernel", self.kernel_initializer, tuple(self.kernel_shape))
         y = jnp.einsum(self.equation, inputs, kernel)
         if self.bias_shape is not None:
-            y = y + self.param("bias", initializers.get(self.bias_initializer), tuple(self.bias_shape), jnp.float32)
+            y = y + self.weight("bias", self.bias_initializer, tuple(self.bias_shape))
         return y
 
 
@@ -141,6 +148,8 @@ class MultiHeadAttention(Layer):
         kernel_initializer: Initializer of the projection kernels (default Glorot uniform).
         bias_initializer: Initializer of the projection biases.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         query: Array ``(B, T, d_q)``.
@@ -212,7 +221,7 @@ class MultiHeadAttention(Layer):
             causal = causal_mask(query.shape[1], value.shape[1])[None]
             mask = causal if mask is None else jnp.logical_and(mask, causal)
         if mask is not None:
-            scores = jnp.where(mask, scores, _LARGE_NEGATIVE)
+            scores = jnp.where(mask, scores, _large_negative(scores.dtype))
         probs = jax.nn.softmax(scores, axis=-1)
 
         dropped = Dropout(self.dropout, name="dropout")(probs, training=training) if self.dropout > 0 else probs
@@ -230,11 +239,11 @@ class _Embedding(Layer):
     output_dim: int
     embeddings_initializer: Any = "random_uniform"  # Keras' "uniform": U(-0.05, 0.05)
     keras_name: ClassVar[str] = "embedding"
+    autocast: ClassVar[bool] = False  # ids as given, as Keras' Embedding
 
     @nn.compact
     def call(self, inputs, training: bool = False):
-        table = self.param("embeddings", initializers.get(self.embeddings_initializer),
-                           (self.input_dim, self.output_dim), jnp.float32)
+        table = self.weight("embeddings", self.embeddings_initializer, (self.input_dim, self.output_dim))
         return jnp.take(table, inputs.astype(jnp.int32), axis=0)
 
 
@@ -253,6 +262,8 @@ class PositionalEmbedding(Layer):
         input_dim: Vocabulary size (rows of the token table).
         output_dim: Embedding size.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Integer tokens ``(B, T)``, ``T <= sequence_length``.
@@ -269,6 +280,7 @@ class PositionalEmbedding(Layer):
     input_dim: int
     output_dim: int
     keras_name: ClassVar[str] = "positional_embedding"
+    autocast: ClassVar[bool] = False  # ids as given, as Keras' Embedding
 
     @nn.compact
     def call(self, inputs, training: bool = False):
@@ -310,6 +322,8 @@ class TransformerEncoder(Layer):
         num_heads: Number of attention heads.
         dropout: Dropout rate on each sub-layer's output (default 0.1; 0: the book's block).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(B, T, embed_dim)``.
@@ -358,6 +372,8 @@ class TransformerDecoder(Layer):
         num_heads: Number of attention heads.
         dropout: Dropout rate on each sub-layer's output (default 0.1; 0: the book's block).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Target-side array ``(B, T, embed_dim)``.

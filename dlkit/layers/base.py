@@ -14,17 +14,20 @@
   VAE's KL term.
 * **State.** Non-trainable variables live in ``'batch_stats'``; the loop marks
   it mutable in training.
+* **Precision.** ``dtype=`` (keyword only) is Keras' per-layer dtype policy
+  (``dlkit.mixed_precision``): floating inputs are cast to ``compute_dtype`` when the layer is
+  called, parameters are created in ``variable_dtype`` and cast to ``compute_dtype`` for use.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dlkit import activations, initializers, regularizers, symbolic
+from dlkit import activations, initializers, mixed_precision, regularizers, symbolic
 from dlkit.calling import accepts_training, call_with_training  # noqa: F401  (the layers' calling convention)
 from dlkit.layer_objects import LayerObject
 
@@ -82,16 +85,18 @@ def as_tuple(value, n: int, what: str, positive: bool = False) -> tuple:
     return value
 
 
-def as_float(inputs):
-    """Integer inputs (uint8 images, say) as float32, as Keras casts a layer's inputs.
+def as_float(inputs, dtype=jnp.float32):
+    """Integer inputs (uint8 images, say) as floats, as Keras casts a layer's inputs.
 
     Args:
       inputs: an array.
+      dtype: the float dtype, the layer's ``compute_dtype``.
 
     Returns:
-      ``inputs`` as float32 if its dtype is not floating, else ``inputs`` itself.
+      ``inputs`` as ``dtype`` if its dtype is not floating, else ``inputs`` itself (``Layer``
+      has cast floating inputs to the compute dtype already).
     """
-    return inputs if jnp.issubdtype(inputs.dtype, jnp.floating) else inputs.astype(jnp.float32)
+    return inputs if jnp.issubdtype(inputs.dtype, jnp.floating) else inputs.astype(dtype)
 
 
 class Layer(LayerObject, nn.Module):
@@ -105,10 +110,17 @@ class Layer(LayerObject, nn.Module):
     Args:
       input_shape: the shape of one sample (no batch axis), as on a Keras first layer, so
         the model can be built, and summarised, before it sees data.
+      dtype: Keras' dtype policy of the layer, a ``dlkit.mixed_precision.DTypePolicy`` or its
+        name (``"mixed_bfloat16"``); ``None`` takes the global policy when the layer is made
+        (stored as an ``InheritedPolicy``, which a ``Trainer``'s ``dtype_policy=`` replaces).
     """
 
     input_shape: Optional[Sequence[int]] = dataclasses.field(default=None, kw_only=True)
+    dtype: Any = dataclasses.field(default=None, kw_only=True)
     keras_name: ClassVar[str] = "layer"
+    # Keras' ``autocast``: cast floating inputs to the compute dtype when called. LayerNormalization
+    # (which computes in float32) and the embeddings (which take ids) take their inputs as they come.
+    autocast: ClassVar[bool] = True
     # Constructor arguments that must be positive ints (or tuples of them), checked when the
     # layer is made, as Keras does, not deep inside the first step.
     positive_arguments: ClassVar[tuple] = ()
@@ -119,12 +131,53 @@ class Layer(LayerObject, nn.Module):
             if value is not None:
                 size = len(value) if isinstance(value, (tuple, list)) else 1
                 as_tuple(value, size, f"{type(self).__name__}({name}=...)", positive=True)
+        # Resolved once, when the layer is made (Keras' rule); Flax's clones copy the field.
+        object.__setattr__(self, "dtype", mixed_precision.for_new_layer(self.dtype))
         super().__post_init__()
+
+    @property
+    def dtype_policy(self) -> mixed_precision.DTypePolicy:
+        """Keras' ``layer.dtype_policy``: the policy the layer runs with (its own ``dtype=``, else the
+        enclosing ``Trainer``'s or layer's policy, else the global policy it was made under)."""
+        return mixed_precision.resolve(self.dtype)
+
+    @property
+    def compute_dtype(self) -> str:
+        """Keras' ``layer.compute_dtype``: the dtype of the layer's computation."""
+        return self.dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """Keras' ``layer.variable_dtype``: the dtype of the layer's parameters."""
+        return self.dtype_policy.variable_dtype
 
     def __call__(self, inputs, *args, **kwargs):
         if symbolic.is_symbolic(inputs):
             return symbolic.call_layer(self, inputs, *args, **kwargs)
-        return self.call(inputs, *args, **kwargs)
+        policy = self.dtype_policy
+        if self.autocast:
+            inputs, args, kwargs = mixed_precision.cast_floating((inputs, args, kwargs), policy.compute_dtype)
+        with mixed_precision.policy_scope(policy):  # the sub-layers this layer makes run with its policy
+            return self.call(inputs, *args, **kwargs)
+
+    @nn.nowrap
+    def weight(self, name: str, init, shape: tuple, regularizer=None):
+        """A parameter created in the variable dtype, returned in the compute dtype (Keras' autocast).
+
+        Args:
+          name: the parameter's name.
+          init: an initializer name or function (``dlkit.initializers``).
+          shape: its shape.
+          regularizer: a penalty on the parameter (on its variable-dtype value), added to the loss.
+
+        Returns:
+          The parameter as ``compute_dtype``.
+        """
+        value = self.param(name, initializers.get(init), shape, jnp.dtype(self.variable_dtype))
+        penalty = regularizers.get(regularizer)
+        if penalty is not None:
+            add_loss(self, penalty(value))
+        return mixed_precision.cast_floating(value, self.compute_dtype)
 
     def call(self, inputs, training: bool = False):
         """The layer's computation, as Keras' ``call``.
@@ -145,6 +198,7 @@ class WeightedLayer(Layer):
 
     Args:
       input_shape: as on ``Layer``.
+      dtype: as on ``Layer``.
 
     Subclasses declare the Keras fields ``activation, use_bias,
     kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
@@ -153,12 +207,10 @@ class WeightedLayer(Layer):
     """
 
     def _weights(self, kernel_shape: tuple, bias_size: int):
-        kernel = self.param("kernel", initializers.get(self.kernel_initializer), kernel_shape, jnp.float32)
-        self._penalise(self.kernel_regularizer, kernel)
+        kernel = self.weight("kernel", self.kernel_initializer, kernel_shape, self.kernel_regularizer)
         bias = None
         if self.use_bias:
-            bias = self.param("bias", initializers.get(self.bias_initializer), (bias_size,), jnp.float32)
-            self._penalise(self.bias_regularizer, bias)
+            bias = self.weight("bias", self.bias_initializer, (bias_size,), self.bias_regularizer)
         return kernel, bias
 
     def _output(self, y, bias):
@@ -171,8 +223,3 @@ class WeightedLayer(Layer):
             # does not depend on how the data are batched.
             add_loss(self, penalty(y) / y.shape[0])
         return y
-
-    def _penalise(self, regularizer, value):
-        penalty = regularizers.get(regularizer)
-        if penalty is not None:
-            add_loss(self, penalty(value))

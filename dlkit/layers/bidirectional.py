@@ -34,6 +34,8 @@ class Bidirectional(Layer):
         merge_mode: ``'concat'``, ``'sum'``, ``'ave'``, ``'mul'`` or ``None``.
         layer_name: Base name of the two copies; ``None`` (default): ``layer``'s ``name`` or Keras name.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, time, features)``.

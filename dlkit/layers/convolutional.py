@@ -116,7 +116,7 @@ class _Conv(WeightedLayer):
         kernel_size = as_tuple(self.kernel_size, self.rank, "kernel_size")
         dilation = as_tuple(self.dilation_rate, self.rank, "dilation_rate")
         check_window(name, inputs.shape[1:-1], kernel_size, dilation, padding_mode(self.padding))
-        inputs = as_float(inputs)
+        inputs = as_float(inputs, self.compute_dtype)
         in_channels = inputs.shape[-1]
         if in_channels % self.groups or self.filters % self.groups:
             raise ValueError(f"{name}: channels ({in_channels}) and filters ({self.filters}) must be divisible "
@@ -153,6 +153,8 @@ class Conv1D(_Conv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -189,6 +191,8 @@ class Conv2D(_Conv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -225,6 +229,8 @@ class Conv3D(_Conv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.

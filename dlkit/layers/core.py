@@ -31,6 +31,8 @@ class Dense(WeightedLayer):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size (as Keras), or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(..., in_features)``.
@@ -63,6 +65,8 @@ class Activation(Layer):
     Args:
         activation: Activation name (``'relu'``, ``'softmax'``... see ``dlkit.activations``) or callable.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array of any shape.
@@ -86,6 +90,8 @@ class LeakyReLU(Layer):
         negative_slope: Slope for ``x <= 0``; default 0.3, Keras 3's layer default (the
             ``leaky_relu`` activation's default is 0.2).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array of any shape.
@@ -112,6 +118,8 @@ class Dropout(Layer):
         noise_shape: Shape of the keep mask, broadcast against the input (``None`` entries:
             the input's size), e.g. ``(None, 1, None)`` shares one mask over time; ``None``: the input's shape.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array of any shape.
@@ -179,6 +187,8 @@ class Flatten(Layer):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, ...)``.
@@ -200,6 +210,8 @@ class Reshape(Layer):
     Args:
         target_shape: The sample shape without the batch axis; one entry may be ``-1`` (inferred).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, ...)`` with ``prod(target_shape)`` entries per sample.
@@ -224,6 +236,8 @@ class GaussianNoise(Layer):
     Args:
         stddev: Standard deviation of the noise (0: the identity).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Float array of any shape.

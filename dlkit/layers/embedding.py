@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dlkit import initializers, regularizers, symbolic
-from dlkit.layers.base import Layer, add_loss, report
+from dlkit import symbolic
+from dlkit.layers.base import Layer, report
 
 
 def _as_indices(inputs):
@@ -39,6 +39,7 @@ class _NotZero(Layer):
     """``inputs != 0``: the padding mask, as a graph node when ``compute_mask`` meets a symbolic tensor."""
 
     keras_name: ClassVar[str] = "not_equal"
+    autocast: ClassVar[bool] = False
 
     def call(self, inputs, training: bool = False):
         return _as_indices(inputs) != 0
@@ -69,13 +70,16 @@ class Embedding(Layer):
         embeddings_regularizer: Penalty on ``embeddings`` added to the loss, or ``None``.
         mask_zero: Whether index 0 is padding (see ``compute_mask``).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Integer (or float, cast to ``int32``) indices of any shape, e.g. ``(batch, time)``.
         training: Unused; Keras' flag.
 
     Returns:
-        Array ``(*inputs.shape, output_dim)``, float32.
+        Array ``(*inputs.shape, output_dim)``, in the compute dtype (``embeddings`` is kept in the
+        variable dtype).
 
     Raises:
         ValueError: ``input_dim`` or ``output_dim`` is not positive (when the layer is made); ids outside
@@ -89,17 +93,15 @@ class Embedding(Layer):
     mask_zero: bool = False
     keras_name: ClassVar[str] = "embedding"
     positive_arguments: ClassVar[tuple] = ("input_dim", "output_dim")
+    autocast: ClassVar[bool] = False  # ids as given: a bfloat16 id above 256 would not be exact
 
     @nn.compact
     def call(self, inputs, training: bool = False):
         ids = _as_indices(inputs)
         report(self, f"got ids outside [0, {self.input_dim}) (input_dim={self.input_dim}); make input_dim larger "
                      f"than the largest id, or fix the data", jnp.sum((ids < 0) | (ids >= self.input_dim)))
-        embeddings = self.param("embeddings", initializers.get(self.embeddings_initializer),
-                                (self.input_dim, self.output_dim), jnp.float32)
-        penalty = regularizers.get(self.embeddings_regularizer)
-        if penalty is not None:
-            add_loss(self, penalty(embeddings))
+        embeddings = self.weight("embeddings", self.embeddings_initializer, (self.input_dim, self.output_dim),
+                                 self.embeddings_regularizer)
         return jnp.take(embeddings, ids, axis=0)
 
     @nn.nowrap

@@ -24,6 +24,8 @@ class Lambda(Layer):
             shape, as in Keras. ``None``: no check (the shape is inferred).
         arguments: Optional keyword arguments passed to ``function``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: What ``function`` takes.

@@ -60,6 +60,8 @@ class Add(_Merge):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
@@ -83,6 +85,8 @@ class Subtract(_Merge):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: A list of exactly two tensors, of equal (or broadcastable) shapes.
@@ -107,6 +111,8 @@ class Multiply(_Merge):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
@@ -130,6 +136,8 @@ class Average(_Merge):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
@@ -153,6 +161,8 @@ class Maximum(_Merge):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
@@ -176,6 +186,8 @@ class Minimum(_Merge):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: a list of at least one tensor, of equal (or broadcastable) shapes.
@@ -200,6 +212,8 @@ class Concatenate(_Merge):
     Args:
         axis: The axis to join along (default the last); not the batch axis 0.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: A list of at least one tensor of equal rank, whose shapes match except on ``axis``.

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlkit import initializers
+from dlkit import initializers, mixed_precision
 from dlkit.layers.base import Layer
 
 
@@ -48,6 +48,8 @@ class BatchNormalization(Layer):
         corrections ``r`` to ``[rmin, rmax]`` and ``d`` to ``[-dmax, dmax]`` (missing: ``inf``, ``0``, ``inf``).
       renorm_momentum: with ``renorm``, the decay of ``renorm_mean``/``renorm_stddev``.
       input_shape: the shape of one sample, for a first layer.
+      dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+          ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
       inputs: a batch.
@@ -85,6 +87,9 @@ class BatchNormalization(Layer):
 
     @nn.compact
     def call(self, inputs, training: bool = False):
+        output_dtype = self.compute_dtype
+        # Keras computes the statistics in float32 at least: a bfloat16 variance loses too much.
+        inputs = inputs.astype(jnp.promote_types(inputs.dtype, jnp.float32))
         axis = self.axis % inputs.ndim
         size = inputs.shape[axis]
         reduce_axes = tuple(a for a in range(inputs.ndim) if a != axis)
@@ -93,10 +98,10 @@ class BatchNormalization(Layer):
 
         moving_mean = self.variable(
             "batch_stats", "moving_mean",
-            lambda: initializers.get(self.moving_mean_initializer)(None, (size,), jnp.float32))
+            lambda: initializers.get(self.moving_mean_initializer)(None, (size,), self.variable_dtype))
         moving_var = self.variable(
             "batch_stats", "moving_variance",
-            lambda: initializers.get(self.moving_variance_initializer)(None, (size,), jnp.float32))
+            lambda: initializers.get(self.moving_variance_initializer)(None, (size,), self.variable_dtype))
 
         renorm_variables = self._renorm_variables(size) if self.renorm else None
         correction = None
@@ -106,8 +111,8 @@ class BatchNormalization(Layer):
             if self.renorm:
                 correction = self._renormalize(mean, var, moving_mean, moving_var, renorm_variables)
             elif not self.is_initializing():
-                moving_mean.value = self.momentum * moving_mean.value + (1.0 - self.momentum) * mean
-                moving_var.value = self.momentum * moving_var.value + (1.0 - self.momentum) * var
+                _move(moving_mean, mean, self.momentum)
+                _move(moving_var, var, self.momentum)
         else:
             mean, var = moving_mean.value, moving_var.value
 
@@ -116,20 +121,23 @@ class BatchNormalization(Layer):
             r, d = correction
             y = y * r.reshape(broadcast) + d.reshape(broadcast)
         if self.scale:
-            gamma = self.param("gamma", initializers.get(self.gamma_initializer), (size,), jnp.float32)
-            y = y * gamma.reshape(broadcast)
+            gamma = self.param("gamma", initializers.get(self.gamma_initializer), (size,), self.variable_dtype)
+            y = y * gamma.reshape(broadcast).astype(y.dtype)
         if self.center:
-            y = y + self.param("beta", initializers.get(self.beta_initializer), (size,), jnp.float32).reshape(broadcast)
-        return y
+            beta = self.param("beta", initializers.get(self.beta_initializer), (size,), self.variable_dtype)
+            y = y + beta.reshape(broadcast).astype(y.dtype)
+        return mixed_precision.cast_floating(y, output_dtype)
 
     def _renorm_variables(self, size: int) -> tuple:
         """Keras' ``moving_stddev``, ``renorm_mean``, ``renorm_stddev``, made with the layer whatever the mode."""
+        dtype = self.variable_dtype
+
         def stddev_init():
-            return jnp.sqrt(initializers.get(self.moving_variance_initializer)(None, (size,), jnp.float32))
+            return jnp.sqrt(initializers.get(self.moving_variance_initializer)(None, (size,), dtype))
 
         return (self.variable("batch_stats", "moving_stddev", stddev_init),
                 self.variable("batch_stats", "renorm_mean",
-                              lambda: initializers.get(self.moving_mean_initializer)(None, (size,), jnp.float32)),
+                              lambda: initializers.get(self.moving_mean_initializer)(None, (size,), dtype)),
                 self.variable("batch_stats", "renorm_stddev", stddev_init))
 
     def _renormalize(self, mean, var, moving_mean, moving_var, renorm_variables):
@@ -142,13 +150,17 @@ class BatchNormalization(Layer):
         r = jnp.clip(stddev / floor, rmin, rmax)
         d = jnp.clip((mean - renorm_mean.value) / floor, -dmax, dmax)
         if not self.is_initializing():
-            keep = self.renorm_momentum
-            renorm_mean.value = keep * renorm_mean.value + (1.0 - keep) * mean
-            renorm_stddev.value = keep * renorm_stddev.value + (1.0 - keep) * stddev
-            moving_mean.value = self.momentum * moving_mean.value + (1.0 - self.momentum) * mean
-            moving_stddev.value = self.momentum * moving_stddev.value + (1.0 - self.momentum) * stddev
+            _move(renorm_mean, mean, self.renorm_momentum)
+            _move(renorm_stddev, stddev, self.renorm_momentum)
+            _move(moving_mean, mean, self.momentum)
+            _move(moving_stddev, stddev, self.momentum)
             moving_var.value = jax.nn.relu(jnp.square(moving_stddev.value) - self.epsilon)
         return jax.lax.stop_gradient(r), jax.lax.stop_gradient(d)
+
+
+def _move(variable, batch_value, momentum: float) -> None:
+    """``moving = momentum * moving + (1 - momentum) * batch``, kept in the variable's own dtype."""
+    variable.value = (momentum * variable.value + (1.0 - momentum) * batch_value).astype(variable.value.dtype)
 
 
 def _clipping(clipping) -> tuple:

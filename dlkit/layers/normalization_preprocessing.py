@@ -96,6 +96,8 @@ class Normalization(Layer):
         invert: Apply the inverse transform.
         adapted: Set by ``adapt``: ``mean``/``variance`` initialise variables instead of being constants.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, ...)``.
@@ -200,11 +202,11 @@ class Normalization(Layer):
         broadcast = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         mean = jnp.reshape(mean, broadcast)
         std = jnp.maximum(jnp.sqrt(jnp.reshape(variance, broadcast)), EPSILON)
-        return mean + x * std if self.invert else (x - mean) / std
+        return (mean + x * std if self.invert else (x - mean) / std).astype(x.dtype)
 
     @nn.compact
     def call(self, inputs, training: bool = False):
-        x = as_float(jnp.asarray(inputs))
+        x = as_float(jnp.asarray(inputs), self.compute_dtype)
         mean, variance = start_mean, start_variance = self._statistics(x)
         if self.adapted or self.mean is None:  # Keras' adapt weights; given statistics stay constants
             if self.mean is None and self.is_initializing():

@@ -33,7 +33,7 @@ class _Pooling(Layer):
         strides = window if self.strides is None else (1, *as_tuple(self.strides, self.rank, "strides"), 1)
         padding = padding_mode(self.padding)
         check_window(type(self).__name__, inputs.shape[1:-1], window[1:-1], (1,) * self.rank, padding)
-        inputs = as_float(inputs)
+        inputs = as_float(inputs, self.compute_dtype)
         if self.reduce == "max":
             return lax.reduce_window(inputs, -jnp.inf, lax.max, window, strides, padding)
         total = lax.reduce_window(inputs, 0.0, lax.add, window, strides, padding)
@@ -65,6 +65,8 @@ class MaxPooling1D(_Pooling):
         strides: Step between windows, same form; ``None`` (default): ``pool_size``.
         padding: ``'valid'`` or ``'same'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -89,6 +91,8 @@ class MaxPooling2D(_Pooling):
         strides: Step between windows, same form; ``None`` (default): ``pool_size``.
         padding: ``'valid'`` or ``'same'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -113,6 +117,8 @@ class MaxPooling3D(_Pooling):
         strides: Step between windows, same form; ``None`` (default): ``pool_size``.
         padding: ``'valid'`` or ``'same'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.
@@ -138,6 +144,8 @@ class AveragePooling1D(_Pooling):
         strides: Step between windows, same form; ``None`` (default): ``pool_size``.
         padding: ``'valid'`` or ``'same'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -163,6 +171,8 @@ class AveragePooling2D(_Pooling):
         strides: Step between windows, same form; ``None`` (default): ``pool_size``.
         padding: ``'valid'`` or ``'same'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -188,6 +198,8 @@ class AveragePooling3D(_Pooling):
         strides: Step between windows, same form; ``None`` (default): ``pool_size``.
         padding: ``'valid'`` or ``'same'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.
@@ -208,6 +220,8 @@ class GlobalMaxPooling1D(_GlobalPooling):
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -225,6 +239,8 @@ class GlobalMaxPooling2D(_GlobalPooling):
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -242,6 +258,8 @@ class GlobalMaxPooling3D(_GlobalPooling):
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.
@@ -262,6 +280,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -277,7 +297,7 @@ class GlobalAveragePooling1D(_GlobalPooling):
         if mask is None:
             return super().call(inputs, training)
         keep = jnp.expand_dims(jnp.asarray(mask).astype(bool), -1)
-        inputs = as_float(jnp.asarray(inputs))
+        inputs = as_float(jnp.asarray(inputs), self.compute_dtype)
         total = jnp.sum(jnp.where(keep, inputs, 0.0), axis=1, keepdims=self.keepdims)
         return total / jnp.sum(keep.astype(inputs.dtype), axis=1, keepdims=self.keepdims)
 
@@ -288,6 +308,8 @@ class GlobalAveragePooling2D(_GlobalPooling):
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -305,6 +327,8 @@ class GlobalAveragePooling3D(_GlobalPooling):
     Args:
         keepdims: Keep the spatial axes with size 1.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.

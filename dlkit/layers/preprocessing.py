@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
-from dlkit.layers.base import Layer
+from dlkit.layers.base import Layer, as_float
 from dlkit.layers.normalization_preprocessing import Normalization, frozen_floats  # noqa: F401  (re-exported)
 
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
@@ -48,14 +48,14 @@ def _factor_range(factor, what: str, low: float = -1.0, high: float = 1.0) -> tu
     return float(pair[0]), float(pair[1])
 
 
-def _as_float(x):
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+def _as_float(x, dtype):
+    return as_float(jnp.asarray(x), dtype)
 
 
-def _on_batch(fn, inputs):
-    """Apply ``fn`` to a ``(batch, h, w, c)`` array; an unbatched ``(h, w, c)`` image is a batch of one."""
-    inputs = _as_float(inputs)
+def _on_batch(fn, inputs, dtype):
+    """Apply ``fn`` to a ``(batch, h, w, c)`` array (integers as ``dtype``, the layer's compute dtype);
+    an unbatched ``(h, w, c)`` image is a batch of one."""
+    inputs = _as_float(inputs, dtype)
     if inputs.ndim == 3:
         return fn(inputs[None])[0]
     if inputs.ndim != 4:
@@ -86,6 +86,8 @@ def affine_transform(images, matrices, fill_mode: str = "reflect", fill_value: f
     _check_choice(fill_mode, FILL_MODES, "fill_mode")
     _check_choice(interpolation, INTERPOLATIONS, "interpolation")
     _, height, width, _ = images.shape
+    # Pixel coordinates stay float32 whatever the images' dtype: bfloat16 cannot address a pixel
+    # past 256 exactly.
     rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32),
                               indexing="ij")
     grid = jnp.stack([cols, rows, jnp.ones_like(rows)])  # (3, h, w)
@@ -103,12 +105,14 @@ class Rescaling(Layer):
     """``y = x * scale + offset`` (Keras ``Rescaling``; e.g. ``Rescaling(1 / 255)``).
 
     ``scale`` and ``offset`` may be numbers or per-channel sequences (broadcast on the last axis).
-    Integer inputs are cast to float32; the same in training and inference.
+    Integer inputs are cast to the compute dtype (float32 by default); the same in training and inference.
 
     Args:
         scale: Multiplier, a number or a per-channel sequence.
         offset: Added after scaling, a number or a per-channel sequence.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array of any shape.
@@ -128,7 +132,7 @@ class Rescaling(Layer):
         super().__post_init__()
 
     def call(self, inputs, training: bool = False):
-        x = _as_float(inputs)
+        x = _as_float(inputs, self.compute_dtype)
         return x * jnp.asarray(self.scale, x.dtype) + jnp.asarray(self.offset, x.dtype)
 
 
@@ -140,6 +144,8 @@ class RandomFlip(Layer):
     Args:
         mode: ``'horizontal'``, ``'vertical'`` or ``'horizontal_and_vertical'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
@@ -161,7 +167,7 @@ class RandomFlip(Layer):
 
     def call(self, inputs, training: bool = False):
         if not training:
-            return _as_float(inputs)
+            return _as_float(inputs, self.compute_dtype)
 
         def flip(images):
             keys = jax.random.split(self.make_rng("dropout"))
@@ -171,7 +177,7 @@ class RandomFlip(Layer):
                     images = jnp.where(flips, jnp.flip(images, axis), images)
             return images
 
-        return _on_batch(flip, inputs)
+        return _on_batch(flip, inputs, self.compute_dtype)
 
 
 class _RandomAffine(Layer):
@@ -192,14 +198,14 @@ class _RandomAffine(Layer):
 
     def call(self, inputs, training: bool = False):
         if not training:
-            return _as_float(inputs)
+            return _as_float(inputs, self.compute_dtype)
 
         def transform(images):
             n, height, width, _ = images.shape
             matrices = self._matrices(self.make_rng("dropout"), n, height, width)
             return affine_transform(images, matrices, self.fill_mode, self.fill_value, self.interpolation)
 
-        return _on_batch(transform, inputs)
+        return _on_batch(transform, inputs, self.compute_dtype)
 
 
 def _uniform(key, n: int, bounds: tuple):
@@ -220,6 +226,8 @@ class RandomTranslation(_RandomAffine):
         interpolation: ``'bilinear'`` or ``'nearest'``.
         fill_value: The value outside the image with ``fill_mode='constant'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
@@ -265,6 +273,8 @@ class RandomRotation(_RandomAffine):
         interpolation: ``'bilinear'`` or ``'nearest'``.
         fill_value: The value outside the image with ``fill_mode='constant'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
@@ -310,6 +320,8 @@ class RandomZoom(_RandomAffine):
         interpolation: ``'bilinear'`` or ``'nearest'``.
         fill_value: The value outside the image with ``fill_mode='constant'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Images ``(batch, height, width, channels)`` or one ``(height, width, channels)``.
@@ -354,6 +366,8 @@ class RandomCrop(Layer):
         height: Output height.
         width: Output width.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Images ``(batch, H, W, channels)`` or one ``(H, W, channels)``.
@@ -384,7 +398,7 @@ class RandomCrop(Layer):
             window = lambda image, top, left: jax.lax.dynamic_slice(image, (top, left, 0), (self.height, self.width, c))
             return jax.vmap(window)(images, tops, lefts)
 
-        return _on_batch(crop, inputs)
+        return _on_batch(crop, inputs, self.compute_dtype)
 
 
 def _crop_to_aspect_and_resize(images, height: int, width: int):

@@ -39,16 +39,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlkit import activations, initializers, regularizers
+from dlkit import activations, initializers
 from dlkit.layers import cudnn
-from dlkit.layers.base import Layer, add_loss
+from dlkit.layers.base import Layer
 from dlkit.layers.recurrence import plus_bias, project, recurrence
 
 
 def _dropout_mask(module: nn.Module, rate: float, shape: tuple):
     """``keep / (1 - rate)`` with ``keep ~ Bernoulli(1 - rate)``: inverted dropout's multiplier."""
     keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, shape)
-    return keep.astype(jnp.float32) / (1.0 - rate)
+    return keep.astype(module.compute_dtype) / (1.0 - rate)
 
 
 def _per_gate(identifier, gates: int):
@@ -90,16 +90,12 @@ class _RNN(Layer):
     @nn.nowrap
     def _weights(self, input_dim: int):
         width = self.gates * self.units
-        kernel = self.param("kernel", _per_gate(self.kernel_initializer, self.gates), (input_dim, width),
-                            jnp.float32)
-        recurrent = self.param("recurrent_kernel", _per_gate(self.recurrent_initializer, self.gates),
-                               (self.units, width), jnp.float32)
-        bias = self.param("bias", self._bias_initializer(), self._bias_shape(), jnp.float32) if self.use_bias else None
-        for regularizer, value in ((self.kernel_regularizer, kernel), (self.recurrent_regularizer, recurrent),
-                                   (self.bias_regularizer, bias)):
-            penalty = regularizers.get(regularizer)
-            if penalty is not None and value is not None:
-                add_loss(self, penalty(value))
+        kernel = self.weight("kernel", _per_gate(self.kernel_initializer, self.gates), (input_dim, width),
+                             self.kernel_regularizer)
+        recurrent = self.weight("recurrent_kernel", _per_gate(self.recurrent_initializer, self.gates),
+                                (self.units, width), self.recurrent_regularizer)
+        bias = self.weight("bias", self._bias_initializer(), self._bias_shape(), self.bias_regularizer) \
+            if self.use_bias else None
         return kernel, recurrent, bias
 
     @nn.nowrap
@@ -230,6 +226,8 @@ class SimpleRNN(_RNN):
         unroll: Unroll the time loop fully (``scan(unroll=time)``): faster for short sequences.
         zero_output_for_mask: Output zeros (not the previous output) at masked steps.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, time, features)``.
@@ -306,6 +304,8 @@ class LSTM(_RNN):
             ``True``: cuDNN or a ValueError; ``False``: never.
         zero_output_for_mask: Output zeros (not the previous output) at masked steps.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, time, features)``.
@@ -410,6 +410,8 @@ class GRU(_RNN):
         reset_after: Apply ``r`` after the recurrent matmul (see above).
         zero_output_for_mask: Output zeros (not the previous output) at masked steps.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, time, features)``.

@@ -34,6 +34,8 @@ class SpatialDropout1D(_SpatialDropout):
     Args:
         rate: Probability of dropping a channel, in ``[0, 1)``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -57,6 +59,8 @@ class SpatialDropout2D(_SpatialDropout):
         rate: Probability of dropping a channel, in ``[0, 1)``.
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -82,6 +86,8 @@ class SpatialDropout3D(_SpatialDropout):
         rate: Probability of dropping a channel, in ``[0, 1)``.
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.

@@ -110,6 +110,8 @@ class ZeroPadding1D(_ZeroPadding):
     Args:
         padding: An int (both ends) or a pair ``(start, end)``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -135,6 +137,8 @@ class ZeroPadding2D(_ZeroPadding):
             ``((top, bottom), (left, right))``.
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -162,6 +166,8 @@ class ZeroPadding3D(_ZeroPadding):
             ``((before1, after1), (before2, after2), (before3, after3))``.
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.
@@ -187,6 +193,8 @@ class Cropping1D(_Cropping):
     Args:
         cropping: An int (both ends) or a pair ``(start, end)``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -212,6 +220,8 @@ class Cropping2D(_Cropping):
             ``((top, bottom), (left, right))``.
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -239,6 +249,8 @@ class Cropping3D(_Cropping):
             ``((before1, after1), (before2, after2), (before3, after3))``.
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.
@@ -264,6 +276,8 @@ class UpSampling1D(_UpSampling):
     Args:
         size: The upsampling factor (default 2).
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, features)``.
@@ -290,6 +304,8 @@ class UpSampling2D(_UpSampling):
         data_format: ``None`` or ``'channels_last'`` only.
         interpolation: ``'nearest'`` (default) or ``'bilinear'``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -317,6 +333,8 @@ class UpSampling3D(_UpSampling):
         size: Upsampling factors ``(s1, s2, s3)``, or one int for all three (default ``(2, 2, 2)``).
         data_format: ``None`` or ``'channels_last'`` only.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.
@@ -342,6 +360,8 @@ class RepeatVector(Layer):
     Args:
         n: How many times to repeat.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, features)``.
@@ -371,6 +391,8 @@ class Permute(Layer):
     Args:
         dims: A permutation of ``1, ..., rank``, e.g. ``(2, 1)`` swaps the two axes of a sample.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, ..., d_rank)``.

@@ -15,10 +15,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
-import jax.numpy as jnp
 from jax import lax
 
-from dlkit import initializers
 from dlkit.layers.base import WeightedLayer, as_float, as_tuple
 from dlkit.layers.convolutional import _DIMENSIONS, check_inputs, check_sizes, check_window, padding_mode
 
@@ -54,11 +52,6 @@ class _Depthwise(WeightedLayer):
         check_sizes(self)
         super().__post_init__()
 
-    def _weight(self, name: str, initializer, regularizer, shape: tuple):
-        value = self.param(name, initializers.get(initializer), shape, jnp.float32)
-        self._penalise(regularizer, value)
-        return value
-
     def _depthwise(self, inputs):
         name = type(self).__name__
         check_inputs(name, self.rank, self.data_format, inputs)
@@ -66,15 +59,15 @@ class _Depthwise(WeightedLayer):
         dilation = as_tuple(self.dilation_rate, self.rank, "dilation_rate")
         padding = padding_mode(self.padding)
         check_window(name, inputs.shape[1:-1], kernel_size, dilation, padding)
-        inputs = as_float(inputs)
-        kernel = self._weight(self.depthwise_name, self.depthwise_initializer, self.depthwise_regularizer,
-                              (*kernel_size, inputs.shape[-1], self.depth_multiplier))
+        inputs = as_float(inputs, self.compute_dtype)
+        kernel = self.weight(self.depthwise_name, self.depthwise_initializer,
+                             (*kernel_size, inputs.shape[-1], self.depth_multiplier), self.depthwise_regularizer)
         return depthwise_conv(inputs, kernel, as_tuple(self.strides, self.rank, "strides"), padding, dilation)
 
     def _bias(self, size: int):
         if not self.use_bias:
             return None
-        return self._weight("bias", self.bias_initializer, self.bias_regularizer, (size,))
+        return self.weight("bias", self.bias_initializer, (size,), self.bias_regularizer)
 
 
 class _DepthwiseConv(_Depthwise):
@@ -122,8 +115,8 @@ class _SeparableConv(_Depthwise):
     @nn.compact
     def call(self, inputs, training: bool = False):
         y = self._depthwise(inputs)
-        pointwise = self._weight("pointwise_kernel", self.pointwise_initializer, self.pointwise_regularizer,
-                                 (*(1,) * self.rank, y.shape[-1], self.filters))
+        pointwise = self.weight("pointwise_kernel", self.pointwise_initializer,
+                                (*(1,) * self.rank, y.shape[-1], self.filters), self.pointwise_regularizer)
         y = lax.conv_general_dilated(y, pointwise, (1,) * self.rank, "VALID", dimension_numbers=_DIMENSIONS[self.rank])
         return self._output(y, self._bias(self.filters))
 
@@ -147,6 +140,8 @@ class DepthwiseConv1D(_DepthwiseConv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -184,6 +179,8 @@ class DepthwiseConv2D(_DepthwiseConv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -224,6 +221,8 @@ class SeparableConv1D(_SeparableConv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -264,6 +263,8 @@ class SeparableConv2D(_SeparableConv):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.

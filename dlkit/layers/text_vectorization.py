@@ -82,6 +82,8 @@ class TextVectorization(Layer):
         ragged: Keras' ragged outputs need TensorFlow; ``True`` raises, as Keras on JAX.
         encoding: The encoding of ``bytes`` inputs.
         input_shape: Unused (a ``Layer`` argument); this layer never runs inside a model.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: A string, or a list / numpy array of strings of shape ``(batch,)`` or ``(batch, 1)``

@@ -124,7 +124,7 @@ class _ConvTranspose(WeightedLayer):
         strides = as_tuple(self.strides, self.rank, "strides")
         dilation = as_tuple(self.dilation_rate, self.rank, "dilation_rate")
         extra = _output_padding(self.output_padding, self.strides, self.rank)
-        inputs = as_float(inputs)
+        inputs = as_float(inputs, self.compute_dtype)
         kernel, bias = self._weights((*kernel_size, self.filters, inputs.shape[-1]), self.filters)
         padding = tuple(transpose_padding(k, s, self.padding, d, e)
                         for k, s, d, e in zip(kernel_size, strides, dilation, extra))
@@ -165,6 +165,8 @@ class Conv1DTranspose(_ConvTranspose):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, steps, channels)``.
@@ -203,6 +205,8 @@ class Conv2DTranspose(_ConvTranspose):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, rows, cols, channels)``.
@@ -241,6 +245,8 @@ class Conv3DTranspose(_ConvTranspose):
         bias_regularizer: Penalty on ``bias``, or ``None``.
         activity_regularizer: Penalty on the outputs, divided by the batch size, or ``None``.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, d1, d2, d3, channels)``.

@@ -27,6 +27,8 @@ class TimeDistributed(Layer):
         layer: Any layer or Linen module taking ``(batch, ...)`` samples; it is copied, not called itself.
         layer_name: Name of the copy; ``None`` (default): ``layer``'s ``name`` or Keras name.
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: Array ``(batch, time, ...)``.

@@ -33,6 +33,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from dlkit import mixed_precision
 from dlkit.metrics.weighting import add_to_mean, broadcast_rows, row_weights, weighted  # noqa: F401 (re-exported)
 
 
@@ -169,7 +170,7 @@ class Metric:
         Returns:
           ``MetricState(self, update(init(), ...))``.
         """
-        return MetricState(self, self.update(self.init(), y_true, y_pred, sample_weight, mask))
+        return MetricState(self, self.update(self.init(), y_true, mixed_precision.float32(y_pred), sample_weight, mask))
 
     # Keras' stateful, eager surface: the state is kept on the object, outside its fields.
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
@@ -183,7 +184,7 @@ class Metric:
         state = self.__dict__.get("_eager_state")
         state = self.init() if state is None else state
         object.__setattr__(self, "_eager_state", _eager(self, "update", state, jnp.asarray(y_true),
-                                                        jnp.asarray(y_pred), sample_weight))
+                                                        mixed_precision.float32(jnp.asarray(y_pred)), sample_weight))
 
     def reset_state(self) -> None:
         """Keras' ``reset_state``: forget what ``update_state`` accumulated."""

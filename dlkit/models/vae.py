@@ -48,6 +48,8 @@ class Sampling(Layer):
 
     Args:
         input_shape: Optional sample shape without the batch axis (keyword only), as on a Keras first layer.
+        dtype: Keras' dtype policy (keyword only), a name such as ``"mixed_bfloat16"`` or a
+            ``dlkit.mixed_precision.DTypePolicy``; ``None``: the global policy.
 
     Call arguments:
         inputs: The pair ``(z_mean, z_log_var)``, each ``(batch, latent_dim)``.

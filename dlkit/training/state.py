@@ -9,6 +9,8 @@ import flax.struct
 import jax
 import optax
 
+from dlkit import mixed_precision
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -33,6 +35,10 @@ class TrainState:
       tx: the optax transformation, or a ``FrozenDict`` of them.
       apply_fn: the model's ``apply``.
       frozen: the freezing rules ``((path, trainable), ...)`` (``dlkit.training.freezing``).
+      loss_scale: Keras' ``LossScaleOptimizer`` state under ``"mixed_float16"`` (a Flax
+        ``DynamicScale``: the scale and the count of finite steps), else ``None``.
+      dtype_policy: the ``Trainer``'s ``dtype_policy`` (static), the policy ``apply`` runs the
+        model under for layers without a ``dtype=`` of their own; ``None``: theirs.
     """
 
     step: jax.Array
@@ -43,9 +49,12 @@ class TrainState:
     tx: Any = flax.struct.field(pytree_node=False)
     apply_fn: Optional[Callable] = flax.struct.field(pytree_node=False, default=None)
     frozen: tuple = flax.struct.field(pytree_node=False, default=())  # freezing rules ((path, trainable), ...)
+    loss_scale: Any = None
+    dtype_policy: Any = flax.struct.field(pytree_node=False, default=None)
 
     @classmethod
-    def create(cls, variables: dict, tx, rng: jax.Array, apply_fn: Optional[Callable] = None) -> TrainState:
+    def create(cls, variables: dict, tx, rng: jax.Array, apply_fn: Optional[Callable] = None,
+               dtype_policy: Any = None, loss_scaling: bool = False) -> TrainState:
         """The state before training: step 0 and a fresh optimizer state.
 
         Args:
@@ -53,6 +62,8 @@ class TrainState:
           tx: an optax transformation, or a dict of them, one per top-level parameter group.
           rng: the training key.
           apply_fn: the model's ``apply``.
+          dtype_policy: the ``dtype_policy`` field (``dlkit.mixed_precision``), or ``None``.
+          loss_scaling: start Keras' dynamic loss scale (``"mixed_float16"``).
 
         Returns:
           The new ``TrainState``.
@@ -70,6 +81,8 @@ class TrainState:
             rng=rng,
             tx=hashable(tx),
             apply_fn=apply_fn,
+            loss_scale=mixed_precision.initial_loss_scale() if loss_scaling else None,
+            dtype_policy=dtype_policy,
         )
 
     @property

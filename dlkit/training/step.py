@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from dlkit import losses as losses_lib
+from dlkit import mixed_precision
 from dlkit.calling import accepts_training
 from dlkit.layers.base import DIAGNOSTICS, LOSSES
 from dlkit.metrics import MetricState, Sum, mean_of
@@ -120,7 +121,7 @@ def apply(state: TrainState, x, params=None, training: bool = True, rng: Optiona
     mutable = [LOSSES, DIAGNOSTICS, *(state.model_state.keys() if training else ())]
     if getattr(state.apply_fn, "__self__", None) is not None and accepts_training(state.apply_fn, method):
         kwargs["training"] = training
-    with inference_where_frozen(state.frozen):
+    with inference_where_frozen(state.frozen), mixed_precision.policy_scope(getattr(state, "dtype_policy", None)):
         outputs, updates = state.apply_fn({"params": params, **state.model_state}, x, rngs={"dropout": rng},
                                           mutable=mutable, method=method, **kwargs)
     updates = dict(updates)

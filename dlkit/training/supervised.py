@@ -26,6 +26,7 @@ import numpy as np
 
 from dlkit import losses as losses_lib
 from dlkit import metrics as metrics_lib
+from dlkit import mixed_precision
 from dlkit.training import validation
 from dlkit.training.state import TrainState
 from dlkit.training.step import WARNING, WARNING_IF_ALL, Batch, apply, as_metric_states, problem_logs
@@ -131,6 +132,7 @@ class Objective:
           metric's batch state.
         """
         count = jnp.sum(mask)
+        outputs = mixed_precision.float32(outputs)  # losses and metrics in float32, as Keras computes them
         total, logs = jnp.zeros((), jnp.float32), {}
         for head in self.heads:
             target, predicted = head.pick(y), head.pick(outputs)
@@ -185,8 +187,10 @@ def make_train_step(objective: Objective) -> Callable:
             data_loss, logs = objective(batch.y, out.outputs, batch.sample_weight, batch.mask)
             return data_loss + out.added_loss, ({**logs, **problem_logs(out.problems)}, out.model_state)
 
-        (loss, (logs, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads).replace(model_state={**state.model_state, **updates})
+        # Under "mixed_float16" the loss is scaled and a step with non-finite gradients skipped.
+        (loss, (logs, updates)), grads, state, finite = mixed_precision.value_and_grad(loss_fn, state)
+        state = mixed_precision.apply_gradients(state, grads, finite).replace(
+            model_state={**state.model_state, **updates})
         return state, {"loss": loss, **logs}
 
     return train_step

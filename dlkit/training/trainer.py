@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlkit import checkpoints, layer_objects, optimizers, summary
+from dlkit import checkpoints, layer_objects, mixed_precision, optimizers, summary
 from dlkit import losses as losses_lib
 from dlkit.callbacks import CallbackList, History, ProgbarLogger
 from dlkit.callbacks.base import LazyLogs
@@ -103,6 +103,8 @@ class Trainer:
       sharding: ``"replicated"`` (a full copy of the state on every device, data parallelism) or
         ``"fsdp"`` (params and optimizer state split over the devices, gathered where a step needs
         them: ``dlkit.training.devices.state_shardings``); batches are split over the devices either way.
+      dtype_policy: a ``dlkit.mixed_precision`` policy (or its name, ``"mixed_bfloat16"``) for every
+        layer of the model without a ``dtype=`` of its own (not a Keras argument); ``None``: the layers'.
 
     Raises:
       ValueError: for an unknown loss name or ``sharding``, or a ``test_step`` without a ``train_step``.
@@ -114,8 +116,9 @@ class Trainer:
                  input_shape: Optional[Sequence[int]] = None, steps_per_execution: Any = "auto",
                  compiler_options: Optional[dict] = None, devices: Optional[list] = None,
                  pad_last_batch: Optional[bool] = None, train_step: Optional[Callable] = None,
-                 test_step: Optional[Callable] = None, sharding: str = "replicated"):
+                 test_step: Optional[Callable] = None, sharding: str = "replicated", dtype_policy: Any = None):
         self.model = model
+        self.dtype_policy = None if dtype_policy is None else mixed_precision.get(dtype_policy)
         self._given = model  # the user's object: its layer objects carry weights and trainable flags
         self._step_args = (train_step, test_step)
         self._custom_train = train_step or getattr(model, "train_step", None)
@@ -216,12 +219,14 @@ class Trainer:
 
         def initial_state(seed, sample, carried):
             params_rng, dropout_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
-            variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng}, sample, **kwargs))
+            with mixed_precision.policy_scope(self.dtype_policy):
+                variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng}, sample, **kwargs))
             for collection in (LOSSES, DIAGNOSTICS, "intermediates"):
                 variables.pop(collection, None)
             order.append(weights.keras_order(variables))  # creation order, before jit sorts the keys
             variables = layer_objects.place(variables, [(p, k, c) for (p, k, _), c in zip(plan, carried)])
-            return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply)
+            return TrainState.create(variables, self.tx, state_rng, apply_fn=self.model.apply,
+                                     **mixed_precision.state_fields(self.model, self.dtype_policy))
 
         # One compiled program: cheaper than running each initializer eagerly. Each array is made
         # where it lives (split over the devices under "fsdp": never a whole copy on each).
@@ -272,8 +277,9 @@ class Trainer:
     def _forward(self, variables, x, method=None):
         """The model in inference mode (``predict``): its outputs and the problems its layers report."""
         kwargs = {"training": False} if method is None and accepts_training(self.model) else {}
-        out, updates = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)},
-                                        mutable=[LOSSES, DIAGNOSTICS], method=method, **kwargs)
+        with mixed_precision.policy_scope(self.dtype_policy):
+            out, updates = self.model.apply(variables, x, rngs={"dropout": jax.random.key(0)},
+                                            mutable=[LOSSES, DIAGNOSTICS], method=method, **kwargs)
         return out, step_lib.reported(updates.get(DIAGNOSTICS, {}))
 
     # ------------------------------------------------------------------ fit
