@@ -44,9 +44,16 @@ from dlkit.training import feeding, freezing, interrupts, pipelines, supervised,
 from dlkit.training import step as step_lib
 from dlkit.training.state import TrainState, hashable, init_optimizer
 
-# Steps per compiled program (Keras' ``steps_per_execution``). On a CPU, several
-# unrolled steps per program run no faster than one but compile longer; on an
-# accelerator each dispatch costs more, so several steps share one.
+# Steps per compiled program for ``steps_per_execution="auto"`` (Keras' word). Each program
+# call costs a fixed dispatch: Python, argument handling, launching the executable, and on
+# an accelerator the host's round trip to the device. On a CPU the step runs on the same
+# cores that dispatch it, and several unrolled steps per program run no faster than one but
+# compile longer (docs/benchmarks.md), so one. On a GPU or TPU a small model's step lasts
+# about as long as a dispatch, so the device idles between programs unless several steps
+# share one: eight cut the dispatches per epoch eightfold while the compile (the steps are
+# unrolled) and the batch hooks' granularity stay modest. Keras' TPU examples go to 32 and
+# more for tiny models; pass a number to choose. Unmeasured on accelerators until
+# ``scripts/gpu_check.py`` runs on one (it times 1 against 8).
 _STEPS_PER_EXECUTION = {"cpu": 1}
 _DEFAULT_STEPS_PER_EXECUTION = 8
 
