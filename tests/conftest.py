@@ -67,6 +67,12 @@ def pytest_configure(config):
 # others: a worker that drew one of them last would run alone at the end. The rest keep their order.
 # Measured once; a renamed test only loses its place.
 SLOWEST_FIRST = (
+    "tests/test_multihost.py::test_two_processes_train_as_one",  # 35 s: four processes, two at once
+    "tests/test_docs.py::test_page_snippets_run[data.md]",  # 30 s loaded: tfds datasets written and read
+    "tests/test_sharded_data.py::test_fsdp_splits_params_and_optimizer_state_and_trains_as_replicated",  # 20 s
+    "tests/test_sharded_data.py::test_no_device_holds_the_training_set",  # 18 s: two subprocesses
+    "tests/test_colab_notebook.py::test_the_code_cells_train_offline_on_the_cpu",  # 10-16 s
+    "tests/test_datasets.py::test_writes_loads_and_trains_with_tensorflow_unimportable",  # 10 s: a subprocess
     "tests/test_devices.py::test_eight_devices_match_one_device",  # 40 s: two subprocesses, one after the other
     "tests/test_docs.py::test_page_snippets_run[training.md]",  # 24 s
     "tests/test_saving.py::test_load_model_in_a_fresh_process_predicts_and_trains_on_bitwise",  # 21 s loaded
