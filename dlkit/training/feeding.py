@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -275,16 +275,29 @@ def stream_batch(x, y, weight, mesh) -> Batch:
     return jax.device_put(batch, sharding)
 
 
+def in_flight(placed) -> InFlight:
+    """The bound on programs in flight for a placed data set: 2 when fed from the host, none when resident.
+
+    Args:
+      placed: a ``Resident`` or ``Host`` data set.
+
+    Returns:
+      An ``InFlight``.
+    """
+    return InFlight(None if isinstance(placed, Resident) else 2)
+
+
 class InFlight:
     """At most ``depth`` dispatched programs not yet finished: the host gathers and sends the next
     batches while the devices run, but never runs ahead by more (each program's batches wait
     in device memory until it runs).
 
     Args:
-      depth: programs allowed in flight.
+      depth: programs allowed in flight; ``None`` for no bound (resident data: a program waiting
+        holds no batch of its own).
     """
 
-    def __init__(self, depth: int = 2):
+    def __init__(self, depth: Optional[int] = 2):
         self.depth, self.pending = depth, collections.deque()
 
     def add(self, done: jax.Array) -> None:
@@ -293,6 +306,8 @@ class InFlight:
         Args:
           done: a small output of the program, ready when the program has run.
         """
+        if self.depth is None:
+            return
         self.pending.append(done)
         while len(self.pending) > self.depth:
             self.pending.popleft().block_until_ready()

@@ -404,7 +404,7 @@ class Trainer:
         chunks = [(steps, batch_size) for steps in [k] * (full // k) + ([full % k] if full % k else [])]
         if tail:
             chunks.append((1, batch_size if self._pad_last_batch() else tail))
-        totals, start, in_flight = self._empty_totals(True), 0, feeding.InFlight()
+        totals, start, in_flight = self._empty_totals(True), 0, feeding.in_flight(placed)
         for steps, size in chunks:
             program = self._chunk_program(True, steps, size, placed)
             if hook:
@@ -560,7 +560,7 @@ class Trainer:
         n = placed.n
         k = max(1, min(self.steps_per_execution, -(-n // batch_size)))
         program = self._chunk_program(False, k, batch_size, placed)
-        totals, order, in_flight = self._empty_totals(False), np.arange(n, dtype=np.int32), feeding.InFlight()
+        totals, order, in_flight = self._empty_totals(False), np.arange(n, dtype=np.int32), feeding.in_flight(placed)
         for start in range(0, n, k * batch_size):
             totals, done = program(self.state, totals, *feeding.chunk_args(placed, order, start, k, batch_size,
                                                                             n - start, self.mesh))
