@@ -62,10 +62,13 @@ def memory() -> list:
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        extra = result["peak"] - result["before_fit"]
         rows.append({"placement": label, "data_MB": result["data"] / 1e6, "peak_MB": result["peak"] / 1e6,
-                     "peak_over_data": result["peak"] / result["data"]})
-        print(f"{label:20s} data {result['data'] / 1e6:7.0f} MB  peak RSS {result['peak'] / 1e6:7.0f} MB  "
-              f"= {result['peak'] / result['data']:.2f}x the data", flush=True)
+                     "before_fit_MB": result["before_fit"] / 1e6, "peak_over_data": result["peak"] / result["data"],
+                     "fit_extra_over_data": extra / result["data"]})
+        print(f"{label:20s} data {result['data'] / 1e6:5.0f} MB  RSS before fit {result['before_fit'] / 1e6:5.0f} MB  "
+              f"peak {result['peak'] / 1e6:5.0f} MB = {result['peak'] / result['data']:.2f}x the data; fit added "
+              f"{extra / 1e6:5.0f} MB = {extra / result['data']:.2f}x", flush=True)
     return rows
 
 

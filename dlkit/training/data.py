@@ -50,11 +50,22 @@ def to_arrays(data: Any, what: str):
                         f"classes, codes = np.unique(labels, return_inverse=True).")
     if array.ndim == 0:
         raise ValueError(f"{what} must have a batch axis; got a scalar.")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        bad = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0, 0])
+    bad = _first_nonfinite(array) if np.issubdtype(array.dtype, np.floating) else None
+    if bad is not None:
         raise ValueError(f"{what} contains NaN or inf (first at sample {bad}). "
                          f"Clean or impute the data before training (e.g. np.nan_to_num).")
     return array
+
+
+def _first_nonfinite(array: np.ndarray) -> Optional[int]:
+    """The first sample holding NaN or inf, checked a few MB at a time (no copy of a large array)."""
+    flat = array.reshape(len(array), -1)
+    rows = max(1, (1 << 22) // max(1, flat.shape[1]))
+    for start in range(0, len(flat), rows):
+        bad = ~np.isfinite(flat[start:start + rows])
+        if bad.any():
+            return start + int(np.argwhere(bad)[0, 0])
+    return None
 
 
 def num_samples(x, y=None) -> int:
