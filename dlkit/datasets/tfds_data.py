@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import jax
 import numpy as np
 
 _INSTALL = 'pip install "dlkit[data]"'
@@ -130,14 +132,30 @@ def load(name: str, split="train", *, data_dir=None, download: bool = False, bat
     if as_supervised and not keys:
         raise ValueError(f"The tfds dataset {name!r} has no supervised keys, so there is no (x, y) to give; pass "
                          f"as_supervised=False for its feature dicts (features: {list(builder.info.features)}).")
-    dataset = grain.MapDataset.source(builder.as_data_source(split=split))
-    if shuffle:
-        dataset = dataset.shuffle(seed=seed)
-    if as_supervised:
-        dataset = dataset.map(functools.partial(pick, keys))
-    if batch_size is not None:
-        dataset = dataset.batch(int(batch_size), drop_remainder=drop_remainder)
-    return dataset
+    source = builder.as_data_source(split=split)
+    keys = keys if as_supervised else None
+    if batch_size is None:
+        dataset = grain.MapDataset.source(source)
+        dataset = dataset.shuffle(seed=seed) if shuffle else dataset
+        return dataset.map(functools.partial(pick, keys)) if keys else dataset
+    # Batches of indices, each read with one call (array_record reads a batch at once, faster
+    # than record by record), then decoded and stacked.
+    dataset = grain.MapDataset.range(len(source))
+    dataset = dataset.shuffle(seed=seed) if shuffle else dataset
+    return dataset.batch(int(batch_size), drop_remainder=drop_remainder).map(
+        functools.partial(_read_batch, source, keys))
+
+
+def _read_batch(source, keys, indices) -> Any:
+    """The examples at ``indices`` (one batched read), their ``keys`` picked, stacked feature by feature."""
+    indices = [int(i) for i in indices]
+    try:
+        examples = source.__getitems__(indices)
+    except TypeError:  # tfds.testing.mock_data's sources lack the batched read
+        examples = [source[i] for i in indices]
+    if keys is not None:
+        examples = [pick(keys, example) for example in examples]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *examples)
 
 
 def load_arrays(name: str, split="train", *, data_dir=None, download: bool = False, as_supervised: bool = True):

@@ -100,7 +100,9 @@ class GrainInput:
 
     def __init__(self, source, steps: Optional[int] = None, state: Optional[dict] = None):
         self.source, self.steps, self.length = source, steps, _finite_length(source)
-        self._iterable = source.repeat() if self.length is not None else source
+        # A finite MapDataset is read by index on the training thread: no thread pool competing with
+        # the step for the cores (read-ahead threads: pass ``dataset.to_iter_dataset(ReadOptions(...))``).
+        self._iterable = _ByIndex(source.repeat()) if self.length is not None else source
         self.iterator = None
         self.fresh = True  # the next epoch starts a new iterator (IterDataset / DataLoader passes)
         if state is not None:
@@ -151,6 +153,29 @@ class GrainInput:
             self.iterator.set_state(base64.b64decode(state["grain_bytes"]))
         else:
             self.iterator.set_state(state["grain"])
+
+
+class _ByIndex:
+    """``iter()`` over a ``MapDataset`` by index, with Grain's iterator interface (``get_state`` /
+    ``set_state`` as ``{"next_index": k}``)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.next_index = dataset, 0
+
+    def __iter__(self):
+        return _ByIndex(self.dataset)
+
+    def __next__(self):
+        if self.next_index >= len(self.dataset):
+            raise StopIteration
+        self.next_index += 1
+        return self.dataset[self.next_index - 1]
+
+    def get_state(self) -> dict:
+        return {"next_index": self.next_index}
+
+    def set_state(self, state: dict) -> None:
+        self.next_index = int(state["next_index"])
 
 
 def wrap(source, steps: Optional[int], saved: Any) -> GrainInput:
