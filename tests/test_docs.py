@@ -19,7 +19,8 @@ PROSE_PAGES = {"keras_words.md", "design.md", "benchmarks.md"}
 # What a page that trains must have learned, evaluated in its namespace after its last snippet
 # (the snippets assert more on the way).
 OUTCOMES = {
-    "training.md": ["accuracy > 0.7", "history.history['digit_accuracy'][0] > 0.5", "len(fsdp_history.history['loss']) == 2"],
+    "training.md": ["accuracy > 0.7", "history.history['digit_accuracy'][0] > 0.5",
+                    "len(fsdp_history.history['loss']) == 2"],
     "callbacks.md": ["resumed_accuracy > 0.7", "history.history['val_accuracy'][-1] > 0.7"],
     "inspection.md": ["hits > 0.8"],
     "sequences.md": ["forecast_history.history['loss'][-1] < forecast_history.history['loss'][0]"],
