@@ -191,3 +191,32 @@ def test_an_unknown_sharding_is_named():
 
     with pytest.raises(ValueError, match="sharding must be one of 'replicated', 'fsdp'"):
         dlkit.Trainer(dlkit.Sequential([dlkit.layers.Dense(1)]), loss="mse", sharding="tp")
+
+
+def test_the_next_batch_is_read_and_sent_while_the_step_runs():
+    """Prefetch to device: the loop reads and transfers batch i+1 while step i still runs (JAX
+    dispatches the step asynchronously and the loop does not wait for it)."""
+    import jax
+    import jax.numpy as jnp
+
+    import dlkit
+    from dlkit import layers
+
+    def heavy_step(state, batch):  # ~0.1 s of matmuls on 2 cores, its result logged so it runs
+        y = jnp.full((768, 768), 1e-3) + jnp.mean(batch.x)
+        for _ in range(12):
+            y = jnp.tanh(y @ y)
+        return state, {"heavy": jnp.mean(y)}
+
+    running = []
+
+    class Batches:
+        def __iter__(self):
+            for i in range(6):
+                if i:
+                    running.append(not trainer.state.step.is_ready())  # the last step dispatched
+                yield np.full((4, 3), i, np.float32), np.zeros((4, 1), np.float32)
+
+    trainer = dlkit.Trainer(dlkit.Sequential([dlkit.Input((3,)), layers.Dense(1)]), train_step=heavy_step)
+    trainer.fit(Batches(), epochs=1, verbose=0)
+    assert sum(running) >= 3, running  # read while the step ran (the first is compiled: not timed)
