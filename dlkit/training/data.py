@@ -59,6 +59,8 @@ def to_arrays(data: Any, what: str):
 
 def _first_nonfinite(array: np.ndarray) -> Optional[int]:
     """The first sample holding NaN or inf, checked a few MB at a time (no copy of a large array)."""
+    if array.size == 0:
+        return None
     flat = array.reshape(len(array), -1)
     rows = max(1, (1 << 22) // max(1, flat.shape[1]))
     for start in range(0, len(flat), rows):
