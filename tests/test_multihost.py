@@ -35,11 +35,16 @@ if checkpoints == "restore":  # one process reads what the pair wrote
     restored = trainer()
     out["epoch"] = restored.load_checkpoint(sys.argv[5])
     out["kernel"] = restored.get_weights()[0].ravel()[:200].tolist()
+    from_file = trainer()
+    from_file.build(x[:1])
+    from_file.load_weights(sys.argv[5] + ".weights.h5")  # written by the pair's first process
+    out["file_kernel"] = from_file.get_weights()[0].ravel()[:200].tolist()
 else:
     arrays = trainer()
     history = arrays.fit(x, y, batch_size=64, epochs=2, validation_split=0.25, verbose=0,
                          callbacks=[dlkit.callbacks.ModelCheckpoint(checkpoints)])
     out["arrays"] = history.history
+    arrays.save_weights(checkpoints + ".weights.h5")
     out["kernel"] = arrays.get_weights()[0].ravel()[:200].tolist()
     out["evaluate"] = arrays.evaluate(x, y, batch_size=64, return_dict=True)
     out["predict"] = arrays.predict(x[:20]).tolist()
@@ -102,7 +107,8 @@ def test_two_processes_train_as_one(runs):
         np.testing.assert_allclose(process["predict"], one["predict"], atol=1e-5)
 
 
-def test_a_checkpoint_written_by_the_pair_restores_in_one_process(runs):
+def test_a_checkpoint_and_a_weights_file_written_by_the_pair_restore_in_one_process(runs):
     _, pair, restored = runs
     assert restored["epoch"] == 2
     np.testing.assert_array_equal(restored["kernel"], pair[0]["kernel"])
+    np.testing.assert_array_equal(restored["file_kernel"], pair[0]["kernel"])  # save_weights by the pair

@@ -196,7 +196,6 @@ def test_an_unknown_sharding_is_named():
 def test_the_next_batch_is_read_and_sent_while_the_step_runs():
     """Prefetch to device: the loop reads and transfers batch i+1 while step i still runs (JAX
     dispatches the step asynchronously and the loop does not wait for it)."""
-    import jax
     import jax.numpy as jnp
 
     import dlkit

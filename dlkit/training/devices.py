@@ -171,3 +171,24 @@ def state_shardings(state, mesh: Mesh, sharding: str):
         axis = max(axes, key=lambda i: (shape[i], -i))
         return NamedSharding(mesh, PartitionSpec(*[BATCH_AXIS if i == axis else None for i in range(len(shape))]))
     return jax.tree.map(split, state)
+
+
+def on_first_process(write, what: str) -> None:
+    """Run ``write`` on the first process only, the others waiting until it is done (a file all
+    processes would otherwise write to the same path).
+
+    Args:
+      write: a function of no arguments that writes the file.
+      what: names the barrier (and the file) for JAX's error messages.
+    """
+    if jax.process_count() == 1:
+        write()
+        return
+    from jax.experimental import multihost_utils
+
+    try:
+        if jax.process_index() == 0:
+            write()
+    finally:  # a failed write still releases the others (the first process raises)
+        multihost_utils.sync_global_devices(f"dlkit wrote {what}")
+

@@ -797,13 +797,15 @@ class Trainer:
 
         Args:
           path: the file to write the model's variables to, atomically: ``*.weights.h5`` in Keras 3's
-            HDF5 layout (``dlkit.saving.keras_h5``), any other name as Flax msgpack.
+            HDF5 layout (``dlkit.saving.keras_h5``), any other name as Flax msgpack. With several
+            processes the first writes it while the others wait.
         """
         self._require_built("save_weights")
         if model_file.handles(path):
-            model_file.save_weights(self, path)
+            devices_lib.on_first_process(lambda: model_file.save_weights(self, path), f"save_weights {path}")
         else:
-            weights.save(path, self.state.variables)
+            variables = jax.device_get(self.state.variables)  # every process takes part in reading split arrays
+            devices_lib.on_first_process(lambda: weights.save(path, variables), f"save_weights {path}")
 
     def load_weights(self, path: str) -> None:
         """Keras' ``load_weights`` into this built model.
@@ -825,7 +827,7 @@ class Trainer:
           filepath: the file, ending in ``.keras``; written atomically.
           overwrite: replace an existing file (``False``: raise ``FileExistsError``).
         """
-        model_file.save_model(self, filepath, overwrite)
+        devices_lib.on_first_process(lambda: model_file.save_model(self, filepath, overwrite), f"save {filepath}")
 
     def freeze(self, *paths: str) -> None:
         """Keras' ``layer.trainable = False``, with a fresh optimizer state as after a Keras re-``compile``.
