@@ -67,10 +67,10 @@ def pytest_configure(config):
 # others: a worker that drew one of them last would run alone at the end. The rest keep their order.
 # Measured once; a renamed test only loses its place.
 SLOWEST_FIRST = (
-    "tests/test_multihost.py::test_two_processes_train_as_one",  # 35 s: four processes, two at once
+    "tests/test_multihost.py::test_two_processes_train_as_one_and_their_files_restore_in_one",  # 36 s: 4 processes
     "tests/test_docs.py::test_page_snippets_run[data.md]",  # 30 s loaded: tfds datasets written and read
     "tests/test_sharded_data.py::test_fsdp_splits_params_and_optimizer_state_and_trains_as_replicated",  # 20 s
-    "tests/test_sharded_data.py::test_no_device_holds_the_training_set",  # 18 s: two subprocesses
+    "tests/test_sharded_data.py::test_eight_devices_hold_no_copy_of_the_data_and_train_on_the_same_batches_as_one",
     "tests/test_colab_notebook.py::test_the_code_cells_train_offline_on_the_cpu",  # 10-16 s
     "tests/test_datasets.py::test_writes_loads_and_trains_with_tensorflow_unimportable",  # 10 s: a subprocess
     "tests/test_devices.py::test_eight_devices_match_one_device",  # 40 s: two subprocesses, one after the other

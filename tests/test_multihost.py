@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 SCRIPT = r"""
 import json, sys
@@ -84,17 +83,12 @@ def launch(processes: int, *args, folder) -> list:
     return results
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multihost")
-    pair = launch(2, str(root / "pair"), folder=root)
-    (one,) = launch(1, str(root / "one"), folder=root)
-    (restored,) = launch(1, "restore", str(root / "pair"), folder=root)
-    return one, pair, restored
+def test_two_processes_train_as_one_and_their_files_restore_in_one(tmp_path):
+    """One test, not two sharing a fixture: pytest-xdist would run the four processes once per worker."""
+    pair = launch(2, str(tmp_path / "pair"), folder=tmp_path)
+    (one,) = launch(1, str(tmp_path / "one"), folder=tmp_path)
+    (restored,) = launch(1, "restore", str(tmp_path / "pair"), folder=tmp_path)
 
-
-def test_two_processes_train_as_one(runs):
-    one, pair, _ = runs
     assert [p["devices"] for p in pair] == [2, 2] and sorted(p["process"] for p in pair) == [0, 1]
     assert one["arrays"]["accuracy"][-1] > 0.4  # it learned (chance is 0.1)
     for process in pair:  # every process logs the global values
@@ -106,9 +100,7 @@ def test_two_processes_train_as_one(runs):
             np.testing.assert_allclose(process["evaluate"][name], value, rtol=1e-5)
         np.testing.assert_allclose(process["predict"], one["predict"], atol=1e-5)
 
-
-def test_a_checkpoint_and_a_weights_file_written_by_the_pair_restore_in_one_process(runs):
-    _, pair, restored = runs
+    # The pair's checkpoint and weights file (written by its first process) restore in one process.
     assert restored["epoch"] == 2
     np.testing.assert_array_equal(restored["kernel"], pair[0]["kernel"])
-    np.testing.assert_array_equal(restored["file_kernel"], pair[0]["kernel"])  # save_weights by the pair
+    np.testing.assert_array_equal(restored["file_kernel"], pair[0]["kernel"])
