@@ -133,8 +133,24 @@ def split(batch, mesh: Mesh):
       ``batch`` under a sharding constraint.
     """
     rows = jax.tree.leaves(batch)[0].shape[0]
-    sharding = batch_sharded(mesh) if rows % mesh.size == 0 else replicated(mesh)
-    return jax.lax.with_sharding_constraint(batch, sharding)
+    return jax.lax.with_sharding_constraint(batch, rows_sharding(mesh, rows))
+
+
+def rows_sharding(mesh: Mesh, rows: int, leading: int = 0) -> NamedSharding:
+    """A batch of ``rows`` rows split along its batch axis over the devices, or whole on each when
+    ``rows`` does not divide by their number (see ``split``).
+
+    Args:
+      mesh: the devices.
+      rows: rows per batch.
+      leading: axes before the batch axis (1 for batches stacked ``(steps, rows, ...)``).
+
+    Returns:
+      The ``NamedSharding``.
+    """
+    if rows % mesh.size:
+        return replicated(mesh)
+    return NamedSharding(mesh, PartitionSpec(*[None] * leading, BATCH_AXIS))
 
 
 SHARDINGS = ("replicated", "fsdp")

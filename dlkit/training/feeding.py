@@ -25,7 +25,6 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from dlkit.training import devices, validation
 from dlkit.training.step import Batch
@@ -40,29 +39,18 @@ _UNKNOWN_DEVICE_BYTES = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
-class Resident:
-    """The data set on the one device.
+class Placed:
+    """A data set placed for the steps (``place``).
 
     Args:
-      data: ``(x, y, sample_weight)`` device arrays.
+      data: ``(x, y, sample_weight)``: device arrays when ``resident``, else numpy arrays.
       n: the number of samples.
+      resident: copied to the one device (programs gather their batches there), or kept on the host.
     """
 
     data: Any
     n: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Host:
-    """The data set in host memory.
-
-    Args:
-      data: ``(x, y, sample_weight)`` numpy arrays.
-      n: the number of samples.
-    """
-
-    data: Any
-    n: int
+    resident: bool
 
 
 def nbytes(tree) -> int:
@@ -109,15 +97,15 @@ def place(x, y, weight, mesh):
       mesh: the devices.
 
     Returns:
-      A ``Resident`` or a ``Host`` holding ``(x, y, weight)`` and the number of samples.
+      The ``Placed`` data set: ``(x, y, weight)``, resident on the device or kept on the host.
     """
     n = len(jax.tree.leaves(x)[0])
     weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
     y = np.zeros(n, np.float32) if y is None else y
     data = (x, y, weight)
     if fits_on_device(mesh, nbytes(data)):
-        return Resident(jax.device_put(data, devices.replicated(mesh)), n)
-    return Host(data, n)
+        return Placed(jax.device_put(data, devices.replicated(mesh)), n, True)
+    return Placed(data, n, False)
 
 
 def permutation(rng: jax.Array, step, n: int, shuffle: bool) -> np.ndarray:
@@ -147,7 +135,7 @@ def chunk_args(placed, order: np.ndarray, start: int, steps: int, rows: int, val
     """The arguments a program of ``steps`` batches of ``rows`` rows takes after ``(state, totals)``.
 
     Args:
-      placed: a ``Resident`` or ``Host`` data set.
+      placed: the ``Placed`` data set.
       order: the epoch's sample order (``permutation``).
       start: the first batch's first position in ``order``.
       steps: batches in the program.
@@ -159,28 +147,13 @@ def chunk_args(placed, order: np.ndarray, start: int, steps: int, rows: int, val
       Resident: ``(data, order, start, valid)``, the program gathers its batches on the device.
       Host: ``(batches,)``, a ``Batch`` stacked ``(steps, rows, ...)``, each device holding its rows.
     """
-    if isinstance(placed, Resident):
+    if placed.resident:
         return placed.data, order, start, valid
     positions = start + np.arange(steps * rows).reshape(steps, rows)
     mask = (positions - start < valid).astype(np.float32)
     index = order[np.minimum(positions, placed.n - 1)]  # past the end: the last row, masked out
-    sharding = stacked_sharding(mesh, rows)
+    sharding = devices.rows_sharding(mesh, rows, leading=1)
     return (Batch(*rows_of(placed.data, index, sharding), _put(mask, sharding)),)
-
-
-def stacked_sharding(mesh, rows: int) -> NamedSharding:
-    """Stacked batches ``(steps, rows, ...)`` split along ``rows`` over the devices, or whole on
-    each when ``rows`` does not divide by their number (as ``devices.split``).
-
-    Args:
-      mesh: the devices.
-      rows: rows per batch.
-
-    Returns:
-      The ``NamedSharding``.
-    """
-    spec = PartitionSpec(None, devices.BATCH_AXIS) if rows % mesh.size == 0 else PartitionSpec()
-    return NamedSharding(mesh, spec)
 
 
 def rows_of(tree, index: np.ndarray, sharding) -> Any:
@@ -271,20 +244,19 @@ def stream_batch(x, y, weight, mesh) -> Batch:
     if jax.process_count() > 1:
         sharding = devices.batch_sharded(mesh)
         return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, a), batch)
-    sharding = devices.batch_sharded(mesh) if rows % mesh.size == 0 else devices.replicated(mesh)
-    return jax.device_put(batch, sharding)
+    return jax.device_put(batch, devices.rows_sharding(mesh, rows))
 
 
 def in_flight(placed) -> InFlight:
     """The bound on programs in flight for a placed data set: 2 when fed from the host, none when resident.
 
     Args:
-      placed: a ``Resident`` or ``Host`` data set.
+      placed: the ``Placed`` data set.
 
     Returns:
       An ``InFlight``.
     """
-    return InFlight(None if isinstance(placed, Resident) else 2)
+    return InFlight(None if placed.resident else 2)
 
 
 class InFlight:

@@ -600,8 +600,7 @@ class Trainer:
             data = jax.device_put(x, devices_lib.replicated(self.mesh))
             chunks, problems = zip(*[program(self.state.variables, data, start) for start in range(0, n, batch_size)])
         else:  # each batch's rows sent as it runs, split over the devices
-            sharding = devices_lib.batch_sharded(self.mesh) if batch_size % self.mesh.size == 0 \
-                else devices_lib.replicated(self.mesh)
+            sharding = devices_lib.rows_sharding(self.mesh, batch_size)
             chunks, problems = zip(*[program(self.state.variables, feeding.rows_of(
                 x, np.minimum(start + np.arange(batch_size), n - 1), sharding)) for start in range(0, n, batch_size)])
         outputs = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p)[:batch_size] for p in parts])[:n], *chunks)
@@ -634,7 +633,7 @@ class Trainer:
                     totals = step_lib.merge_logs(totals, logs)
                 return (state, totals, state.step) if train else (totals, _done(totals))
             return self._jit(run, train)
-        return self._program(("chunk", train, steps, size, type(placed)), make)
+        return self._program(("chunk", train, steps, size, placed.resident), make)
 
     def _batch_program(self, train: bool):
         """``run(state, totals, batch)``: one batch handed in from a stream (outputs as ``_chunk_program``)."""
